@@ -1,0 +1,1 @@
+//! Loading (filled in below).

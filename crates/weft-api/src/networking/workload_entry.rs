@@ -1,0 +1,23 @@
+//! See the module docs in the parent.
+
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{Checker, Validate};
+
+/// Placeholder until the full type lands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadEntry {}
+
+impl Validate for WorkloadEntry {
+    fn validate(&self, _cx: &mut Checker) {}
+}
+
+/// Placeholder until the full type lands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadGroup {}
+
+impl Validate for WorkloadGroup {
+    fn validate(&self, _cx: &mut Checker) {}
+}

@@ -1,0 +1,14 @@
+//! See the module docs in the parent.
+
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{Checker, Validate};
+
+/// Placeholder until the full type lands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestAuthentication {}
+
+impl Validate for RequestAuthentication {
+    fn validate(&self, _cx: &mut Checker) {}
+}
