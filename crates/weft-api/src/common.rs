@@ -136,7 +136,7 @@ impl fmt::Display for Duration {
             return f.write_str("0s");
         }
         for (scale, unit) in UNITS {
-            if nanos % scale == 0 {
+            if nanos.is_multiple_of(scale) {
                 return write!(f, "{}{unit}", nanos / scale);
             }
         }

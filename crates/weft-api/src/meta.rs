@@ -310,10 +310,9 @@ fn validate_meta(meta: &ObjectMeta, cx: &mut Checker) {
         }
     });
     cx.field("namespace", |cx| {
-        if !meta.namespace.is_empty()
-            && !(rules::is_dns1123_label(&meta.namespace)
-                && meta.namespace == meta.namespace.to_ascii_lowercase())
-        {
+        let valid = rules::is_dns1123_label(&meta.namespace)
+            && meta.namespace == meta.namespace.to_ascii_lowercase();
+        if !meta.namespace.is_empty() && !valid {
             cx.error(format!(
                 "namespace {:?} is not a valid DNS-1123 label",
                 meta.namespace

@@ -69,7 +69,7 @@ pub fn check_duration(cx: &mut Checker, d: Duration) -> bool {
     if d < StdDuration::from_millis(1) {
         cx.error(format!("duration {} must be at least 1ms", Duration(d)));
         false
-    } else if d.subsec_nanos() % 1_000_000 != 0 {
+    } else if !d.subsec_nanos().is_multiple_of(1_000_000) {
         cx.error(format!(
             "duration {} has sub-millisecond precision; only whole milliseconds are supported",
             Duration(d)
