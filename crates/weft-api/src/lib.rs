@@ -3,12 +3,11 @@
 //! - [`meta`]: the Kubernetes envelope ([`Resource`], [`Kind`], [`ObjectMeta`]).
 //! - [`networking`], [`security`], [`telemetry`]: typed specs, one module per Istio kind.
 //! - [`load`]: files and directories of YAML/JSON into resources, with line numbers.
-//! - [`validate`]: per-resource schema checks; [`analyze`]: cross-resource analysis.
+//! - [`validate`]: per-resource schema checks (cross-resource analysis lives in `weft-analyze`).
 //! - [`diag`]: findings with Istio's analyzer codes.
 //!
 //! External input becomes typed structs here, once; nothing downstream sees raw YAML.
 
-pub mod analyze;
 pub mod common;
 pub mod diag;
 pub mod load;
@@ -19,4 +18,5 @@ pub mod telemetry;
 pub mod validate;
 
 pub use diag::{Finding, Severity};
-pub use meta::{Kind, ObjectMeta, Resource, Spec};
+pub use load::{Loaded, Loader, Source};
+pub use meta::{Kind, KindSpec, ObjectMeta, Resource, Spec};

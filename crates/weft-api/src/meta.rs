@@ -127,6 +127,20 @@ macro_rules! kinds {
             }
         }
 
+        $(
+            impl KindSpec for $kind {
+                const KIND: Kind = Kind::$kind;
+
+                fn from_spec(spec: &Spec) -> Option<&Self> {
+                    match spec {
+                        Spec::$kind(s) => Some(s),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    }
+                }
+            }
+        )+
+
         fn decode_spec(kind: Kind, value: serde_json::Value) -> Result<Document<Spec>, DecodeError> {
             match kind { $(
                 Kind::$kind => decode_document::<$kind>(value).map(|d| d.map(Spec::$kind)),
@@ -147,6 +161,14 @@ kinds! {
     AuthorizationPolicy => "security.istio.io" ["v1", "v1beta1"];
     RequestAuthentication => "security.istio.io" ["v1", "v1beta1"];
     Telemetry => "telemetry.istio.io" ["v1", "v1alpha1"];
+}
+
+/// A spec type with its kind: lets callers ask a collection of resources for one kind, typed.
+pub trait KindSpec: Sized {
+    /// The kind this spec belongs to.
+    const KIND: Kind;
+    /// The typed spec if `spec` is of this kind.
+    fn from_spec(spec: &Spec) -> Option<&Self>;
 }
 
 impl fmt::Display for Kind {

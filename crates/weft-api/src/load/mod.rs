@@ -310,13 +310,13 @@ impl Loader {
             Err(e) => {
                 // serde_path_to_error's path already ends at the offending (or unknown) field.
                 let field = e.path.clone();
+                let message = suggest_field(&e.message).unwrap_or(e.message);
                 let at = if field.is_empty() {
                     String::new()
                 } else {
                     format!("{field}: ")
                 };
-                let mut f =
-                    Finding::new(msg::SCHEMA_VALIDATION_ERROR, format!("{at}{}", e.message));
+                let mut f = Finding::new(msg::SCHEMA_VALIDATION_ERROR, format!("{at}{message}"));
                 f.location = Some(source.locate(Some(&field)));
                 f.field = Some(field);
                 attach_ref(&mut f, &name_hint.0, &name_hint.1, &self.default_namespace);
@@ -340,6 +340,48 @@ fn attach_ref(f: &mut Finding, kind: &str, obj: &serde_json::Map<String, Value>,
             .unwrap_or_else(|| default_ns.to_owned()),
         name: get("name").unwrap_or_default(),
     });
+}
+
+/// Rewrites serde's "unknown field `nmae`, expected one of `name`, ..." into
+/// "unknown field `nmae` (did you mean `name`?)" when one expected field is a likely typo fix.
+fn suggest_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest
+        .strip_prefix(", expected one of ")
+        .or_else(|| rest.strip_prefix(", expected "))?;
+    let best = expected
+        .split(", ")
+        .filter_map(|c| c.trim_matches('`').get(..))
+        .map(|c| {
+            (
+                edit_distance(&unknown.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                c,
+            )
+        })
+        .min()?;
+    let limit = if unknown.len() <= 4 { 1 } else { 2 };
+    (best.0 <= limit).then(|| format!("unknown field `{unknown}` (did you mean `{}`?)", best.1))
+}
+
+/// Levenshtein distance, counting a swap of two adjacent characters as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev2 = vec![0usize; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                cur[j] = cur[j].min(prev2[j - 2] + 1);
+            }
+        }
+        prev2 = std::mem::replace(&mut prev, cur);
+    }
+    prev[b.len()]
 }
 
 fn is_config_file(path: &Path) -> bool {

@@ -47,7 +47,12 @@ fn unknown_field_is_an_error_with_path_and_line() {
     assert_eq!(f.message_type.code, "IST0106");
     assert_eq!(f.field.as_deref(), Some("metadata.nmae"));
     assert_eq!(f.location.as_ref().map(|l| l.line), Some(5));
-    assert!(f.message.contains("unknown field `nmae`"), "{}", f.message);
+    assert!(
+        f.message
+            .contains("unknown field `nmae` (did you mean `name`?)"),
+        "{}",
+        f.message
+    );
     assert_eq!(f.resource.as_ref().map(|r| r.name.as_str()), Some("a"));
 }
 
@@ -189,4 +194,18 @@ fn directories_are_walked_recursively_skipping_hidden_and_other_files() {
     let missing = Loader::default().load_paths(&[dir.join("nope.yaml")]);
     assert_eq!(missing.findings.len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn suggestions_only_for_near_misses() {
+    assert_eq!(
+        suggest_field("unknown field `timout`, expected one of `timeout`, `retries`").as_deref(),
+        Some("unknown field `timout` (did you mean `timeout`?)")
+    );
+    assert_eq!(
+        suggest_field("unknown field `banana`, expected one of `timeout`, `retries`"),
+        None
+    );
+    assert_eq!(suggest_field("invalid type: string, expected u32"), None);
+    assert_eq!(edit_distance("nmae", "name"), 1);
 }

@@ -1,1 +1,0 @@
-//! Cross-resource analysis (filled in below).

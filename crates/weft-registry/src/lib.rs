@@ -1,0 +1,1 @@
+//! Registry (model lands next).
