@@ -65,12 +65,16 @@ pub mod msg {
         }
     }
 
+    /// A feature the configuration depends on is deprecated.
+    pub const DEPRECATED: MessageType = mt("IST0002", "Deprecated", Severity::Warning);
     /// A resource refers to a host, subset, gateway or other resource that does not exist.
     pub const REFERENCED_RESOURCE_NOT_FOUND: MessageType =
         mt("IST0101", "ReferencedResourceNotFound", Severity::Error);
     /// A resource does not pass schema validation.
     pub const SCHEMA_VALIDATION_ERROR: MessageType =
         mt("IST0106", "SchemaValidationError", Severity::Error);
+    /// A resource passes schema validation with a warning.
+    pub const SCHEMA_WARNING: MessageType = mt("IST0133", "SchemaWarning", Severity::Warning);
     /// Two VirtualServices bound to the same gateway define the same host.
     pub const CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS: MessageType = mt(
         "IST0109",
@@ -95,11 +99,29 @@ pub mod msg {
         "VirtualServiceDestinationPortSelectorRequired",
         Severity::Error,
     );
+    /// A port name does not follow Istio's `<protocol>[-<suffix>]` convention.
+    pub const PORT_NAME_IS_NOT_UNDER_NAMING_CONVENTION: MessageType = mt(
+        "IST0118",
+        "PortNameIsNotUnderNamingConvention",
+        Severity::Info,
+    );
     /// A regular expression does not compile.
     pub const INVALID_REGEXP: MessageType = mt("IST0122", "InvalidRegexp", Severity::Warning);
     /// A workload selector matches no workload.
     pub const NO_MATCHING_WORKLOADS_FOUND: MessageType =
         mt("IST0127", "NoMatchingWorkloadsFound", Severity::Warning);
+    /// A DestinationRule originates TLS without CA certificates: the server is not verified.
+    pub const NO_SERVER_CERTIFICATE_VERIFICATION_DESTINATION_LEVEL: MessageType = mt(
+        "IST0128",
+        "NoServerCertificateVerificationDestinationLevel",
+        Severity::Warning,
+    );
+    /// As IST0128, for a port-level TLS setting.
+    pub const NO_SERVER_CERTIFICATE_VERIFICATION_PORT_LEVEL: MessageType = mt(
+        "IST0129",
+        "NoServerCertificateVerificationPortLevel",
+        Severity::Warning,
+    );
     /// A route rule can never match because an earlier rule catches all its traffic.
     pub const VIRTUAL_SERVICE_UNREACHABLE_RULE: MessageType = mt(
         "IST0130",
@@ -115,9 +137,36 @@ pub mod msg {
         "VirtualServiceHostNotFoundInGateway",
         Severity::Warning,
     );
+    /// A ServiceEntry with TCP (or unset protocol) ports has no addresses.
+    pub const SERVICE_ENTRY_ADDRESSES_REQUIRED: MessageType = mt(
+        "IST0134",
+        "ServiceEntryAddressesRequired",
+        Severity::Warning,
+    );
     /// Two Gateways select the same workload and port with overlapping hosts.
     pub const CONFLICTING_GATEWAYS: MessageType =
         mt("IST0145", "ConflictingGateways", Severity::Error);
+    /// A VirtualService routes on JWT claims but no RequestAuthentication validates the token.
+    pub const JWT_CLAIM_BASED_ROUTING_WITHOUT_REQUEST_AUTHN: MessageType = mt(
+        "IST0149",
+        "JwtClaimBasedRoutingWithoutRequestAuthN",
+        Severity::Error,
+    );
+    /// A Telemetry resource with empty providers is ignored.
+    pub const INVALID_TELEMETRY_PROVIDER: MessageType =
+        mt("IST0157", "InvalidTelemetryProvider", Severity::Warning);
+    /// Two Telemetry resources select the same workloads.
+    pub const CONFLICTING_TELEMETRY_WORKLOAD_SELECTORS: MessageType = mt(
+        "IST0159",
+        "ConflictingTelemetryWorkloadSelectors",
+        Severity::Error,
+    );
+    /// More than one Telemetry without a workload selector in a namespace.
+    pub const MULTIPLE_TELEMETRIES_WITHOUT_WORKLOAD_SELECTORS: MessageType = mt(
+        "IST0160",
+        "MultipleTelemetriesWithoutWorkloadSelectors",
+        Severity::Error,
+    );
     /// A DestinationRule subset selects no workload of its host.
     pub const DESTINATION_RULE_SUBSET_NOT_SELECT_PODS: MessageType = mt(
         "IST0173",
