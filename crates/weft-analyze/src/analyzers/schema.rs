@@ -1,8 +1,8 @@
 //! IST0106 / IST0133: per-resource schema validation errors and warnings, as Istio's admission
 //! webhook reports them.
 
-use weft_api::{Finding, Severity};
 use weft_api::diag::msg;
+use weft_api::{Finding, Severity};
 
 use crate::ConfigSet;
 use crate::config::finding;

@@ -4,6 +4,7 @@
 //! Loading never stops at the first problem and never panics: every document that cannot become
 //! a resource turns into a [`Finding`] naming the file, line and field.
 
+pub mod fuzz;
 pub mod yaml;
 
 use std::collections::HashSet;
@@ -158,20 +159,25 @@ impl Loader {
     /// Loads one file.
     pub fn load_file(&self, path: &Path, out: &mut LoadResult) {
         match fs::read(path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => self.load_str(path, &text, out),
-                Err(e) => out.findings.push(file_finding(
-                    path,
-                    format!(
-                        "{} is not UTF-8 text (byte {})",
-                        path.display(),
-                        e.utf8_error().valid_up_to()
-                    ),
-                )),
-            },
+            Ok(bytes) => self.load_bytes(path, &bytes, out),
             Err(e) => out.findings.push(file_finding(
                 path,
                 format!("cannot read {}: {e}", path.display()),
+            )),
+        }
+    }
+
+    /// Loads the documents in `bytes` (which must be UTF-8), attributing them to `file`.
+    pub fn load_bytes(&self, file: &Path, bytes: &[u8], out: &mut LoadResult) {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.load_str(file, text, out),
+            Err(e) => out.findings.push(file_finding(
+                file,
+                format!(
+                    "{} is not UTF-8 text (invalid byte at offset {})",
+                    file.display(),
+                    e.valid_up_to()
+                ),
             )),
         }
     }
