@@ -231,6 +231,23 @@ impl WorkloadSelector {
     }
 }
 
+/// `networking.v1alpha3.WorkloadSelector`, used by ServiceEntry and Sidecar: like
+/// [`WorkloadSelector`] but the field is `labels`, not `matchLabels`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabelSelector {
+    /// Labels a workload must all carry, in the configuration's namespace.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+}
+
+impl LabelSelector {
+    /// Whether `labels` carries every label of this selector.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
 /// `networking.istio.io` `PortSelector`: a port number on the destination service.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

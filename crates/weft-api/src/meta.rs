@@ -105,11 +105,11 @@ macro_rules! kinds {
             }
         }
 
-        /// The typed spec of a resource.
+        /// The typed spec of a resource. Boxed: specs range from a few bytes to a kilobyte.
         #[derive(Debug, Clone, PartialEq)]
         pub enum Spec { $(
             #[doc = concat!("A ", stringify!($kind), ".")]
-            $kind($kind),
+            $kind(Box<$kind>),
         )+ }
 
         impl Spec {
@@ -133,7 +133,7 @@ macro_rules! kinds {
 
                 fn from_spec(spec: &Spec) -> Option<&Self> {
                     match spec {
-                        Spec::$kind(s) => Some(s),
+                        Spec::$kind(s) => Some(s.as_ref()),
                         #[allow(unreachable_patterns)]
                         _ => None,
                     }
@@ -143,7 +143,9 @@ macro_rules! kinds {
 
         fn decode_spec(kind: Kind, value: serde_json::Value) -> Result<Document<Spec>, DecodeError> {
             match kind { $(
-                Kind::$kind => decode_document::<$kind>(value).map(|d| d.map(Spec::$kind)),
+                Kind::$kind => {
+                    decode_document::<$kind>(value).map(|d| d.map(|s| Spec::$kind(Box::new(s))))
+                }
             )+ }
         }
     };

@@ -12,6 +12,6 @@ mod model;
 pub use istio::{BuildIssue, DEFAULT_DOMAIN_SUFFIX, resolve_short_name};
 pub use model::{
     Address, Endpoint, ExportTo, Locality, Port, Registry, Service, ServiceSource, Workload,
-    WorkloadSource,
+    WorkloadSource, host_matches,
 };
 pub use weft_api::networking::service_entry::{Protocol, Resolution};

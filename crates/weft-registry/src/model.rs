@@ -66,7 +66,7 @@ impl Service {
 /// Whether the pattern `pattern` (`*`, `*.example.com` or an exact name) covers `host`.
 /// A wildcard host only matches hosts with at least one more label (`*.a.com` covers `b.a.com`,
 /// not `a.com`), as in Istio.
-pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
+pub fn host_matches(pattern: &str, host: &str) -> bool {
     if pattern == "*" {
         return true;
     }

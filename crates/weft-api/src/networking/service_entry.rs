@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::workload_entry::{AddressKind, WorkloadEntry, check_endpoint, fqdn_problem};
-use crate::common::Labels;
+
 use crate::validate::rules::{
     check_dns1123_label, check_ip_or_cidr, check_labels, check_port, check_wildcard_host,
     is_dns1123_label,
@@ -150,22 +150,8 @@ impl fmt::Display for Resolution {
     }
 }
 
-/// The networking API's `WorkloadSelector` (`labels`, unlike the `matchLabels` of
-/// [`crate::common::WorkloadSelector`] used by security and telemetry APIs).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct WorkloadSelector {
-    /// Labels a workload must all carry, in the configuration's namespace.
-    #[serde(default, skip_serializing_if = "Labels::is_empty")]
-    pub labels: Labels,
-}
-
-impl WorkloadSelector {
-    /// Whether `labels` carries every label of this selector.
-    pub fn matches(&self, labels: &Labels) -> bool {
-        self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
-    }
-}
+/// The networking API's workload selector (`labels`), shared with Sidecar.
+pub use crate::common::LabelSelector as WorkloadSelector;
 
 /// A port protocol as Istio understands it (`pkg/config/protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,7 +12,7 @@ use super::gateway::{
     Port, Protocol, ServerTlsMode, ServerTlsSettings, UNIX_PREFIX, check_bind_ip,
     check_listener_host, check_unix_address, validate_server_tls,
 };
-use crate::common::{Labels, PortSelector};
+use crate::common::PortSelector;
 use crate::validate::rules::{check_dns1123_label, check_labels, check_port};
 use crate::validate::{Checker, Validate};
 
@@ -38,15 +38,8 @@ pub struct Sidecar {
     pub outbound_traffic_policy: Option<OutboundTrafficPolicy>,
 }
 
-/// `networking.v1alpha3.WorkloadSelector`: workloads by labels. Unlike
-/// [`crate::common::WorkloadSelector`], the field is `labels`, not `matchLabels`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct WorkloadSelector {
-    /// Labels a workload must all carry.
-    #[serde(default, skip_serializing_if = "Labels::is_empty")]
-    pub labels: Labels,
-}
+/// The networking API's workload selector (`labels`), shared with ServiceEntry.
+pub use crate::common::LabelSelector as WorkloadSelector;
 
 /// The port of a Sidecar listener (`SidecarPort`); same fields as the Gateway [`Port`].
 pub type SidecarPort = Port;

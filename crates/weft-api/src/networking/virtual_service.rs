@@ -7,7 +7,7 @@
 //! Validation mirrors Istio's webhook (`ValidateVirtualService` and the `validateHTTP*`,
 //! `validateTLSRoute` and `validateTCPRoute` helpers in `pkg/config/validation`). Where weft
 //! departs from it, the rule's comment says why. Cross-resource checks (unknown gateways,
-//! unreachable rules) belong to [`crate::analyze`].
+//! unreachable rules) belong to the `weft-analyze` crate.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -2,7 +2,7 @@
 //!
 //! Every resource spec implements [`Validate`]. A check walks the spec with a [`Checker`],
 //! which tracks the field path (`spec.http[0].route[1].weight`) so each issue can be traced to a
-//! line of the user's file. Cross-resource checks live in [`crate::analyze`].
+//! line of the user's file. Cross-resource checks live in the `weft-analyze` crate.
 
 pub mod rules;
 

@@ -660,7 +660,7 @@ fn defaults_and_selector_matching() {
         labels: [("app".to_owned(), "vm".to_owned())].into(),
     };
     assert!(sel.matches(&[("app".to_owned(), "vm".to_owned())].into()));
-    assert!(!sel.matches(&Labels::new()));
+    assert!(!sel.matches(&crate::common::Labels::new()));
 }
 
 #[test]
