@@ -1,8 +1,12 @@
 //! The analyzers. Each is a plain function over a [`Context`]; adding one means adding it to
 //! [`run_all`].
 
+mod destination_rule;
 mod duplicates;
+mod gateway;
+mod policy_selectors;
 mod schema;
+mod service_entry;
 mod shadowing;
 mod virtual_service;
 
@@ -32,4 +36,8 @@ pub(crate) fn run_all(config: &ConfigSet, out: &mut Vec<Finding>) {
     let cx = Context { config, registry };
     virtual_service::analyze(&cx, out);
     shadowing::analyze(&cx, out);
+    destination_rule::analyze(&cx, out);
+    gateway::analyze(&cx, out);
+    policy_selectors::analyze(&cx, out);
+    service_entry::analyze(&cx, out);
 }
