@@ -1,4 +1,5 @@
 //! `weft analyze` as a user runs it: the real binary, real files, exit codes and output.
+#![allow(clippy::expect_used)] // test helpers outside #[test] functions
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
