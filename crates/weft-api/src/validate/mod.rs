@@ -126,6 +126,55 @@ pub fn check<T: Validate + ?Sized>(spec: &T) -> Vec<FieldIssue> {
     cx.into_issues()
 }
 
+/// Defines the helpers every kind's validation tests use, for spec type `$ty`:
+/// `parse`, `issues`, `assert_issue`, `assert_error`, `assert_warning`, `assert_clean`.
+#[cfg(test)]
+macro_rules! validation_test_helpers {
+    ($ty:ty) => {
+        fn parse(v: serde_json::Value) -> $ty {
+            serde_json::from_value(v).unwrap()
+        }
+
+        fn issues(v: serde_json::Value) -> Vec<$crate::validate::FieldIssue> {
+            $crate::validate::check(&parse(v))
+        }
+
+        #[track_caller]
+        fn assert_issue(
+            v: serde_json::Value,
+            severity: $crate::diag::Severity,
+            path: &str,
+            word: &str,
+        ) {
+            let found = issues(v);
+            assert!(
+                found
+                    .iter()
+                    .any(|i| i.severity == severity && i.path == path && i.message.contains(word)),
+                "expected {severity:?} at {path} mentioning {word:?}, got {found:#?}"
+            );
+        }
+
+        #[track_caller]
+        fn assert_error(v: serde_json::Value, path: &str, word: &str) {
+            assert_issue(v, $crate::diag::Severity::Error, path, word);
+        }
+
+        #[track_caller]
+        fn assert_warning(v: serde_json::Value, path: &str, word: &str) {
+            assert_issue(v, $crate::diag::Severity::Warning, path, word);
+        }
+
+        #[track_caller]
+        fn assert_clean(v: serde_json::Value) {
+            let found = issues(v);
+            assert!(found.is_empty(), "expected no issues, got {found:#?}");
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use validation_test_helpers;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,43 +1,8 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::diag::Severity;
-use crate::validate::{FieldIssue, check};
 
-fn parse(v: Value) -> DestinationRule {
-    serde_json::from_value(v).unwrap()
-}
-
-fn issues(v: Value) -> Vec<FieldIssue> {
-    check(&parse(v))
-}
-
-#[track_caller]
-fn assert_issue(v: Value, severity: Severity, path: &str, word: &str) {
-    let found = issues(v);
-    assert!(
-        found
-            .iter()
-            .any(|i| i.severity == severity && i.path == path && i.message.contains(word)),
-        "expected {severity:?} at {path} mentioning {word:?}, got {found:#?}"
-    );
-}
-
-#[track_caller]
-fn assert_error(v: Value, path: &str, word: &str) {
-    assert_issue(v, Severity::Error, path, word);
-}
-
-#[track_caller]
-fn assert_warning(v: Value, path: &str, word: &str) {
-    assert_issue(v, Severity::Warning, path, word);
-}
-
-#[track_caller]
-fn assert_clean(v: Value) {
-    let found = issues(v);
-    assert!(found.is_empty(), "expected no issues, got {found:#?}");
-}
+crate::validate::validation_test_helpers!(DestinationRule);
 
 /// A rule for `reviews` with the given traffic policy.
 fn policy(p: Value) -> Value {
