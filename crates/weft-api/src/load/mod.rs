@@ -5,7 +5,9 @@
 //! a resource turns into a [`Finding`] naming the file, line and field.
 
 pub mod fuzz;
-pub mod yaml;
+
+/// The YAML layer, shared with the proxy's Envoy bootstrap loader.
+pub use weft_yaml as yaml;
 
 use std::collections::HashSet;
 use std::fs;

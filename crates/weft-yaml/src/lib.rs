@@ -1,5 +1,7 @@
 //! YAML (and JSON, which is YAML) text into generic values plus a map from field paths to lines.
 //!
+//! Used for Istio configuration (`weft-api`) and Envoy bootstraps (`weft-proxy-config`).
+//!
 //! We walk granit-parser's event stream ourselves rather than deserializing straight into types:
 //! one pass gives both the value and the line of every field, so a finding about
 //! `spec.http[0].route[1].weight` can point at the line the user wrote it on. Aliases are expanded
@@ -469,4 +471,59 @@ fn parse_float(text: &str) -> Result<Value, String> {
     Number::from_f64(f)
         .map(Value::Number)
         .ok_or_else(|| format!("{text:?}: infinite and NaN numbers are not supported"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_documents;
+
+    #[test]
+    fn scalars_follow_the_core_schema() {
+        let docs = parse_documents(
+            "a: 1\nb: '1'\nc: true\nd: yes\ne: ~\nf: 1.5\ng: 0x1F\nh: -3\ni: !!str 7\nj: \"null\"\n",
+        );
+        let v = &docs[0].as_ref().unwrap().value;
+        assert_eq!(v["a"], serde_json::json!(1));
+        assert_eq!(v["b"], serde_json::json!("1"));
+        assert_eq!(v["c"], serde_json::json!(true));
+        assert_eq!(v["d"], serde_json::json!("yes"));
+        assert_eq!(v["e"], serde_json::Value::Null);
+        assert_eq!(v["f"], serde_json::json!(1.5));
+        assert_eq!(v["g"], serde_json::json!(31));
+        assert_eq!(v["h"], serde_json::json!(-3));
+        assert_eq!(v["i"], serde_json::json!("7"));
+        assert_eq!(v["j"], serde_json::json!("null"));
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys() {
+        let docs =
+            parse_documents("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\nlist: [*b, *b]\n");
+        let v = &docs[0].as_ref().unwrap().value;
+        assert_eq!(v["use"], serde_json::json!({"x": 1, "y": 3}));
+        assert_eq!(v["list"][1], serde_json::json!({"x": 1, "y": 2}));
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let docs = parse_documents("a: 1\nb: 2\na: 3\n");
+        let e = docs[0].as_ref().unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("duplicate key"));
+    }
+
+    #[test]
+    fn alias_bombs_are_bounded() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = format!("*a{}", i - 1);
+            text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        let docs = parse_documents(&text);
+        let e = docs
+            .iter()
+            .find_map(|d| d.as_ref().err())
+            .expect("bomb must be refused");
+        assert!(e.message.contains("alias bomb"), "{}", e.message);
+    }
 }
