@@ -1,0 +1,1 @@
+//! Envoy configuration for the weft proxy (being built).
