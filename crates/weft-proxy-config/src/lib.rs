@@ -1,1 +1,4 @@
-//! Envoy configuration for the weft proxy (being built).
+//! Envoy configuration for the weft proxy: Envoy v3 bootstraps (and later xDS resources) into
+//! weft's own typed [`model`].
+
+pub mod model;
