@@ -1,0 +1,1 @@
+//! The weft proxy runtime (being built).
