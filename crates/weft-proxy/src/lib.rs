@@ -1,1 +1,3 @@
-//! The weft proxy runtime (being built).
+//! The weft proxy: Envoy-compatible listeners, HTTP routing, load balancing and resilience.
+
+pub mod listener;
