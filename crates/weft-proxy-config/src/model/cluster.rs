@@ -14,14 +14,12 @@ pub struct Cluster {
     pub discovery: Discovery,
     /// Connect timeout (default 5s).
     pub connect_timeout: Duration,
-    /// Load-balancing policy.
-    pub lb_policy: LbPolicy,
-    /// `common_lb_config`.
-    pub common_lb: CommonLb,
+    /// Load balancing: `lb_policy` with its settings, `common_lb_config` and the
+    /// overprovisioning factor, validated. ORIGINAL_DST clusters (`CLUSTER_PROVIDED`) carry the
+    /// default here and bypass it.
+    pub lb: weft_proxy_lb::ValidLbConfig,
     /// Endpoints, grouped by locality and priority (`load_assignment`).
     pub localities: Vec<LocalityEndpoints>,
-    /// `load_assignment.policy.overprovisioning_factor` (default 140).
-    pub overprovisioning_factor: u32,
     /// Circuit breakers for DEFAULT priority.
     pub circuit_breakers: Thresholds,
     /// Passive health checking.
@@ -59,54 +57,6 @@ pub enum Discovery {
     OriginalDst,
     /// From the control plane (EDS).
     Eds,
-}
-
-/// `lb_policy` and its settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LbPolicy {
-    /// `ROUND_ROBIN`.
-    RoundRobin,
-    /// `LEAST_REQUEST` with `choice_count` (default 2) and `active_request_bias` (default 1.0).
-    LeastRequest {
-        /// Hosts sampled per pick.
-        choice_count: u32,
-        /// Weight divisor exponent.
-        active_request_bias: f64,
-    },
-    /// `RANDOM`.
-    Random,
-    /// `RING_HASH` with ring sizes (defaults 1024 and 8M).
-    RingHash {
-        /// `minimum_ring_size`.
-        minimum_ring_size: u64,
-        /// `maximum_ring_size`.
-        maximum_ring_size: u64,
-    },
-    /// `MAGLEV` with `table_size` (default 65537).
-    Maglev {
-        /// Lookup table size (prime).
-        table_size: u64,
-    },
-    /// `CLUSTER_PROVIDED` (ORIGINAL_DST clusters).
-    ClusterProvided,
-}
-
-/// `common_lb_config`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CommonLb {
-    /// Panic threshold percent (default 50).
-    pub healthy_panic_threshold: f64,
-    /// Locality-weighted balancing.
-    pub locality_weighted: bool,
-}
-
-impl Default for CommonLb {
-    fn default() -> Self {
-        Self {
-            healthy_panic_threshold: 50.0,
-            locality_weighted: false,
-        }
-    }
 }
 
 /// Endpoints of one locality at one priority.
