@@ -1,0 +1,57 @@
+//! Opening upstream connections: TCP with the cluster's connect timeout, then TLS when the
+//! cluster originates it.
+
+use std::net::SocketAddr;
+
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+
+use super::cluster::ClusterShared;
+use super::stats::inc;
+use crate::error::UpstreamError;
+use crate::io::ClientStream;
+
+/// Connects to `addr` for `cluster`, counting the attempt in the cluster's stats.
+pub async fn connect(
+    addr: SocketAddr,
+    cluster: &ClusterShared,
+) -> Result<ClientStream, UpstreamError> {
+    inc(&cluster.stats.upstream_cx_total);
+    let tcp = match tokio::time::timeout(cluster.config.connect_timeout, TcpStream::connect(addr))
+        .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            inc(&cluster.stats.upstream_cx_connect_fail);
+            return Err(UpstreamError::ConnectFailure(e.to_string()));
+        }
+        Err(_) => {
+            inc(&cluster.stats.upstream_cx_connect_fail);
+            inc(&cluster.stats.upstream_cx_connect_timeout);
+            return Err(UpstreamError::ConnectTimeout);
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = &cluster.tls else {
+        return Ok(ClientStream::Plain(tcp));
+    };
+    let name = match &tls.sni {
+        Some(sni) => ServerName::try_from(sni.clone())
+            .map_err(|e| UpstreamError::ConnectFailure(format!("invalid SNI {sni:?}: {e}")))?,
+        None => ServerName::IpAddress(addr.ip().into()),
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls.config.load_full());
+    let handshake = connector.connect(name, tcp);
+    match tokio::time::timeout(cluster.config.connect_timeout, handshake).await {
+        Ok(Ok(s)) => Ok(ClientStream::Tls(Box::new(s))),
+        Ok(Err(e)) => {
+            inc(&cluster.stats.upstream_cx_connect_fail);
+            Err(UpstreamError::ConnectFailure(format!("TLS error: {e}")))
+        }
+        Err(_) => {
+            inc(&cluster.stats.upstream_cx_connect_fail);
+            inc(&cluster.stats.upstream_cx_connect_timeout);
+            Err(UpstreamError::ConnectTimeout)
+        }
+    }
+}
