@@ -1,6 +1,7 @@
 //! Listeners: binding, accepting, listener filters and filter-chain selection.
 
 pub mod filter_chain;
+pub mod inspect;
 
 #[cfg(test)]
 mod tests;
