@@ -3,6 +3,8 @@
 pub mod error;
 pub mod io;
 pub mod listener;
+pub mod state;
+pub mod tcp_proxy;
 pub mod upstream;
 
 /// The body type on both sides of the proxy: streaming, boxed once per message.
