@@ -165,12 +165,54 @@ pub enum UnderscoreHeaderAction {
     DropHeader,
 }
 
-/// `envoy.filters.network.http_connection_manager`, minus its route configuration, which the
-/// proxy holds as a `weft_proxy_route::RouteTable` alongside.
+/// The compiled route table of a connection manager, with weft's per-filter configs.
+pub type RouteTable = weft_proxy_route::RouteTable<PerFilterConfig>;
+
+/// `typed_per_filter_config` values weft understands, by filter.
 #[derive(Debug, Clone, PartialEq)]
+pub enum PerFilterConfig {
+    /// `envoy.filters.http.fault` override.
+    Fault(Box<FaultFilter>),
+    /// `envoy.filters.http.cors` policy (`CorsPolicy`).
+    Cors(Box<CorsPolicy>),
+    /// `envoy.filters.http.local_ratelimit` override.
+    LocalRateLimit(Box<LocalRateLimit>),
+    /// `envoy.config.route.v3.FilterConfig` with `disabled: true`: the filter is off here.
+    Disabled,
+}
+
+/// `envoy.extensions.filters.http.cors.v3.CorsPolicy`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CorsPolicy {
+    /// Allowed origins.
+    pub allow_origin: Vec<weft_proxy_route::StringMatcher>,
+    /// `access-control-allow-methods` value.
+    pub allow_methods: String,
+    /// `access-control-allow-headers` value.
+    pub allow_headers: String,
+    /// `access-control-expose-headers` value.
+    pub expose_headers: String,
+    /// `access-control-max-age` value.
+    pub max_age: String,
+    /// `access-control-allow-credentials: true`.
+    pub allow_credentials: bool,
+    /// Share of requests the policy is enforced on (default all).
+    pub filter_enabled: Option<Fraction>,
+    /// Evaluate but do not enforce for this share.
+    pub shadow_enabled: Option<Fraction>,
+    /// `access-control-allow-private-network`.
+    pub allow_private_network_access: bool,
+    /// Forward preflights that do not match instead of answering them.
+    pub forward_not_matching_preflights: bool,
+}
+
+/// `envoy.filters.network.http_connection_manager`.
+#[derive(Debug, Clone)]
 pub struct HttpConnectionManager {
     /// Stats prefix (`http.<prefix>.`).
     pub stat_prefix: String,
+    /// The routes (inline `route_config`).
+    pub route_config: std::sync::Arc<RouteTable>,
     /// Codec.
     pub codec: CodecType,
     /// HTTP filters, in order; the last is the router.
