@@ -53,8 +53,9 @@ struct H1State {
     waiters: VecDeque<oneshot::Sender<Grant>>,
 }
 
+/// An HTTP/1.1 connection between requests.
 #[derive(Debug)]
-struct IdleConn {
+pub struct IdleConn {
     send: http1::SendRequest<Body>,
     idle_since: Instant,
     requests: u32,
@@ -85,42 +86,30 @@ impl HostPool {
         self.addr
     }
 
-    /// Sends `req` over HTTP/1.1 and returns the response whose body, once read to the end,
-    /// returns the connection to the pool.
-    pub async fn send_http1(
-        self: &Arc<Self>,
-        mut req: Request<Body>,
-    ) -> Result<Response<Body>, UpstreamError> {
+    /// Gets a connection for one request: for HTTP/1.1 an idle, new or handed-over connection;
+    /// for HTTP/2 the endpoint's shared connection. Failing here leaves the request untouched,
+    /// so the caller may retry it elsewhere.
+    pub async fn checkout(self: &Arc<Self>, http2: bool) -> Result<Checkout, UpstreamError> {
+        if http2 {
+            let mut sender = self.http2_sender().await?;
+            if sender.ready().await.is_err() {
+                *self.h2.lock().await = None;
+                sender = self.http2_sender().await?;
+            }
+            return Ok(Checkout::Http2 { pool: self.clone(), sender });
+        }
+        let (conn, reused) = self.checkout_http1().await?;
+        Ok(Checkout::Http1 { pool: self.clone(), conn, reused })
+    }
+
+    async fn checkout_http1(self: &Arc<Self>) -> Result<(IdleConn, bool), UpstreamError> {
         for _ in 0..=MAX_STALE_RETRIES {
             let (mut conn, reused) = self.acquire_http1().await?;
-            if conn.send.ready().await.is_err() {
-                // Closed while idle: its slot was already released by the connection task.
-                inc(&self.cluster.stats.upstream_cx_pool_reuse_retry);
-                continue;
+            if conn.send.ready().await.is_ok() {
+                return Ok((conn, reused));
             }
-            conn.requests += 1;
-            match conn.send.try_send_request(req).await {
-                Ok(resp) => return Ok(self.wrap_http1(resp, conn)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => {
-                        // The keep-alive race: the request never left; try another connection.
-                        inc(&self.cluster.stats.upstream_cx_pool_reuse_retry);
-                        req = unsent;
-                    }
-                    Some(_) => {
-                        return Err(UpstreamError::ResetBeforeHeaders {
-                            request_sent: false,
-                            detail: e.into_error().to_string(),
-                        });
-                    }
-                    None => {
-                        return Err(UpstreamError::ResetBeforeHeaders {
-                            request_sent: true,
-                            detail: e.into_error().to_string(),
-                        });
-                    }
-                },
-            }
+            // Closed while idle: its slot was already released by the connection task.
+            inc(&self.cluster.stats.upstream_cx_pool_reuse_retry);
         }
         Err(UpstreamError::ResetBeforeHeaders {
             request_sent: false,
@@ -261,29 +250,6 @@ impl HostPool {
         st.waiters.retain(|w| !w.is_closed());
     }
 
-    /// Sends `req` over the endpoint's HTTP/2 connection, opening it if needed.
-    pub async fn send_http2(
-        self: &Arc<Self>,
-        req: Request<Body>,
-    ) -> Result<Response<Body>, UpstreamError> {
-        let mut sender = self.http2_sender().await?;
-        if sender.ready().await.is_err() {
-            *self.h2.lock().await = None;
-            sender = self.http2_sender().await?;
-        }
-        match sender.try_send_request(req).await {
-            Ok(resp) => Ok(resp.map(|b| Body::new(b.map_err(|e| -> BoxError { Box::new(e) })))),
-            Err(mut e) => {
-                let sent = e.take_message().is_none();
-                *self.h2.lock().await = None;
-                Err(UpstreamError::ResetBeforeHeaders {
-                    request_sent: sent,
-                    detail: e.into_error().to_string(),
-                })
-            }
-        }
-    }
-
     async fn http2_sender(self: &Arc<Self>) -> Result<http2::SendRequest<Body>, UpstreamError> {
         let mut slot = self.h2.lock().await;
         if let Some(s) = slot.as_ref().filter(|s| !s.is_closed()) {
@@ -307,6 +273,99 @@ impl HostPool {
         });
         *slot = Some(send.clone());
         Ok(send)
+    }
+}
+
+/// A connection checked out for one request.
+#[derive(Debug)]
+pub enum Checkout {
+    /// An HTTP/1.1 connection, exclusively ours until the response ends.
+    Http1 {
+        /// Its pool.
+        pool: Arc<HostPool>,
+        /// The connection.
+        conn: IdleConn,
+        /// Whether it served requests before (then a closed-before-send is the keep-alive race).
+        reused: bool,
+    },
+    /// A stream on the shared HTTP/2 connection.
+    Http2 {
+        /// Its pool.
+        pool: Arc<HostPool>,
+        /// The connection's sender.
+        sender: http2::SendRequest<Body>,
+    },
+}
+
+/// A failed send; `request` is handed back when it was never written upstream.
+#[derive(Debug)]
+pub struct SendError {
+    /// What went wrong.
+    pub error: UpstreamError,
+    /// The request, when it can be retried anywhere without the application having seen it.
+    pub request: Option<Request<Body>>,
+}
+
+impl Checkout {
+    /// Sends `req`. On HTTP/1.1, a reused connection the server closed before the request was
+    /// written is replaced transparently (the keep-alive race), up to a few times.
+    pub async fn send(self, mut req: Request<Body>) -> Result<Response<Body>, SendError> {
+        match self {
+            Checkout::Http2 { pool, mut sender } => match sender.try_send_request(req).await {
+                Ok(resp) => Ok(resp.map(|b| Body::new(b.map_err(|e| -> BoxError { Box::new(e) })))),
+                Err(mut e) => {
+                    let request = e.take_message();
+                    *pool.h2.lock().await = None;
+                    Err(SendError {
+                        error: UpstreamError::ResetBeforeHeaders {
+                            request_sent: request.is_none(),
+                            detail: e.into_error().to_string(),
+                        },
+                        request,
+                    })
+                }
+            },
+            Checkout::Http1 { pool, mut conn, mut reused } => {
+                for _ in 0..=MAX_STALE_RETRIES {
+                    conn.requests += 1;
+                    match conn.send.try_send_request(req).await {
+                        Ok(resp) => return Ok(pool.wrap_http1(resp, conn)),
+                        Err(mut e) => match e.take_message() {
+                            Some(unsent) if reused => {
+                                inc(&pool.cluster.stats.upstream_cx_pool_reuse_retry);
+                                req = unsent;
+                                match pool.checkout_http1().await {
+                                    Ok((c, r)) => {
+                                        conn = c;
+                                        reused = r;
+                                    }
+                                    Err(error) => {
+                                        return Err(SendError { error, request: Some(req) });
+                                    }
+                                }
+                            }
+                            unsent => {
+                                let sent = unsent.is_none();
+                                return Err(SendError {
+                                    error: UpstreamError::ResetBeforeHeaders {
+                                        request_sent: sent,
+                                        detail: e.into_error().to_string(),
+                                    },
+                                    request: unsent,
+                                });
+                            }
+                        },
+                    }
+                }
+                Err(SendError {
+                    error: UpstreamError::ResetBeforeHeaders {
+                        request_sent: false,
+                        detail: "pooled connections kept closing".to_owned(),
+                    },
+                    request: None,
+                })
+            }
+        }
     }
 }
 
