@@ -1,11 +1,16 @@
 //! The weft proxy: Envoy-compatible listeners, HTTP routing, load balancing and resilience.
 
 pub mod error;
+pub mod http;
 pub mod io;
 pub mod listener;
+pub mod proxy;
 pub mod state;
 pub mod tcp_proxy;
+mod tls_glue;
 pub mod upstream;
+
+pub use proxy::{ApplyError, Proxy};
 
 /// The body type on both sides of the proxy: streaming, boxed once per message.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;

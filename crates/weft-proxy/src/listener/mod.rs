@@ -2,6 +2,7 @@
 
 pub mod filter_chain;
 pub mod inspect;
+pub mod runtime;
 
 #[cfg(test)]
 mod tests;

@@ -608,3 +608,8 @@ impl RandomSource for ThreadRng {
         })
     }
 }
+
+/// A random integer in `0..100`, for enforcement percentages.
+pub fn random_percent() -> u32 {
+    u32::try_from(ThreadRng.next_random() % 100).unwrap_or(0)
+}

@@ -96,10 +96,17 @@ impl HostPool {
                 *self.h2.lock().await = None;
                 sender = self.http2_sender().await?;
             }
-            return Ok(Checkout::Http2 { pool: self.clone(), sender });
+            return Ok(Checkout::Http2 {
+                pool: self.clone(),
+                sender,
+            });
         }
         let (conn, reused) = self.checkout_http1().await?;
-        Ok(Checkout::Http1 { pool: self.clone(), conn, reused })
+        Ok(Checkout::Http1 {
+            pool: self.clone(),
+            conn,
+            reused,
+        })
     }
 
     async fn checkout_http1(self: &Arc<Self>) -> Result<(IdleConn, bool), UpstreamError> {
@@ -325,7 +332,11 @@ impl Checkout {
                     })
                 }
             },
-            Checkout::Http1 { pool, mut conn, mut reused } => {
+            Checkout::Http1 {
+                pool,
+                mut conn,
+                mut reused,
+            } => {
                 for _ in 0..=MAX_STALE_RETRIES {
                     conn.requests += 1;
                     match conn.send.try_send_request(req).await {
@@ -340,7 +351,10 @@ impl Checkout {
                                         reused = r;
                                     }
                                     Err(error) => {
-                                        return Err(SendError { error, request: Some(req) });
+                                        return Err(SendError {
+                                            error,
+                                            request: Some(req),
+                                        });
                                     }
                                 }
                             }

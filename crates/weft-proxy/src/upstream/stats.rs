@@ -2,30 +2,33 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-macro_rules! stats {
+/// Defines a stats struct of relaxed atomic counters and gauges with name listings.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! define_stats {
     ($name:ident { counters: [$($c:ident),* $(,)?], gauges: [$($g:ident),* $(,)?] }) => {
         /// Counters (monotonic) and gauges (up and down), all relaxed atomics.
         #[derive(Debug, Default)]
         pub struct $name {
-            $(#[doc = concat!("`", stringify!($c), "` counter.")] pub $c: AtomicU64,)*
-            $(#[doc = concat!("`", stringify!($g), "` gauge.")] pub $g: AtomicI64,)*
+            $(#[doc = concat!("`", stringify!($c), "` counter.")] pub $c: std::sync::atomic::AtomicU64,)*
+            $(#[doc = concat!("`", stringify!($g), "` gauge.")] pub $g: std::sync::atomic::AtomicI64,)*
         }
 
         impl $name {
             /// Every counter as (name, value).
             pub fn counters(&self) -> Vec<(&'static str, u64)> {
-                vec![$((stringify!($c), self.$c.load(Ordering::Relaxed)),)*]
+                vec![$((stringify!($c), self.$c.load(std::sync::atomic::Ordering::Relaxed)),)*]
             }
 
             /// Every gauge as (name, value).
             pub fn gauges(&self) -> Vec<(&'static str, i64)> {
-                vec![$((stringify!($g), self.$g.load(Ordering::Relaxed)),)*]
+                vec![$((stringify!($g), self.$g.load(std::sync::atomic::Ordering::Relaxed)),)*]
             }
         }
     };
 }
 
-stats!(ClusterStats {
+define_stats!(ClusterStats {
     counters: [
         upstream_cx_total,
         upstream_cx_connect_fail,
@@ -103,3 +106,5 @@ impl ClusterStats {
         inc(c);
     }
 }
+
+pub use crate::define_stats;

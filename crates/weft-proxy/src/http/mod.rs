@@ -1,0 +1,133 @@
+//! The HTTP connection manager: serves HTTP/1.1 and HTTP/2 (prior knowledge, h2c, or ALPN) on a
+//! downstream connection and runs each request through routing, filters and the router.
+
+pub mod local_reply;
+pub mod path;
+pub mod request;
+pub mod router;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use weft_proxy_config::model::CodecType;
+
+pub use request::ConnContext;
+
+use crate::upstream::stats::inc;
+
+crate::upstream::stats::define_stats!(HttpStats {
+    counters: [
+        downstream_cx_total,
+        downstream_cx_http1_total,
+        downstream_cx_http2_total,
+        downstream_cx_protocol_error,
+        downstream_rq_total,
+        downstream_rq_1xx,
+        downstream_rq_2xx,
+        downstream_rq_3xx,
+        downstream_rq_4xx,
+        downstream_rq_5xx,
+        downstream_rq_no_route,
+    ],
+    gauges: [downstream_cx_active, downstream_rq_active]
+});
+
+impl HttpStats {
+    /// Counts a response status in its class.
+    pub fn record_status(&self, status: u16) {
+        let c = match status {
+            100..=199 => &self.downstream_rq_1xx,
+            200..=299 => &self.downstream_rq_2xx,
+            300..=399 => &self.downstream_rq_3xx,
+            400..=499 => &self.downstream_rq_4xx,
+            _ => &self.downstream_rq_5xx,
+        };
+        inc(c);
+    }
+}
+
+/// Serves HTTP on `io` until the client closes, an idle timeout fires, or `drain` flips to true
+/// (then in-flight requests finish, HTTP/1.1 closes after the current response and HTTP/2 sends
+/// GOAWAY).
+pub async fn serve_connection<I>(io: I, cx: Arc<ConnContext>, mut drain: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let hcm = cx.hcm.clone();
+    let stats = cx.stats.clone();
+    inc(&stats.downstream_cx_total);
+    stats.downstream_cx_active.fetch_add(1, Ordering::Relaxed);
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    match hcm.codec {
+        CodecType::Auto => {}
+        CodecType::Http1 => builder = builder.http1_only(),
+        CodecType::Http2 => builder = builder.http2_only(),
+    }
+    let max_header_bytes = usize::try_from(hcm.max_request_headers_kb).unwrap_or(60) * 1024;
+    {
+        let mut h1 = builder.http1();
+        h1.timer(TokioTimer::new())
+            .max_headers(usize::try_from(hcm.max_headers_count).unwrap_or(100))
+            .max_buf_size(max_header_bytes.max(8192))
+            .keep_alive(true);
+        if let Some(t) = hcm.request_headers_timeout {
+            h1.header_read_timeout(t);
+        }
+    }
+    {
+        let mut h2 = builder.http2();
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(hcm.http2.max_concurrent_streams)
+            .initial_stream_window_size(hcm.http2.initial_stream_window_size)
+            .initial_connection_window_size(hcm.http2.initial_connection_window_size)
+            .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(61440))
+            // Rapid-reset (CVE-2023-44487) and CONTINUATION-flood protection: hyper/h2 bound
+            // pending resets and header block sizes; keep the limits explicit.
+            .max_pending_accept_reset_streams(Some(20))
+            .max_local_error_reset_streams(Some(1024));
+    }
+    let service_cx = cx.clone();
+    let service = service_fn(move |req| {
+        let cx = service_cx.clone();
+        async move { Ok::<_, Infallible>(request::handle(req, cx).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let idle = hcm.idle_timeout;
+    let result = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            changed = drain.changed() => {
+                if changed.is_err() || *drain.borrow() {
+                    conn.as_mut().graceful_shutdown();
+                    break conn.as_mut().await;
+                }
+            }
+            () = sleep_or_forever(idle) => {
+                // The idle timer restarts only while requests are active.
+                if stats.downstream_rq_active.load(Ordering::Relaxed) == 0 {
+                    conn.as_mut().graceful_shutdown();
+                    break conn.as_mut().await;
+                }
+            }
+        }
+    };
+    if result.is_err() {
+        inc(&stats.downstream_cx_protocol_error);
+    }
+    stats.downstream_cx_active.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn sleep_or_forever(d: Option<std::time::Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

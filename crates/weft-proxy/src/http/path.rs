@@ -1,0 +1,222 @@
+//! Path normalization as the HTTP connection manager applies it before routing:
+//! `normalize_path` (RFC 3986 dot-segment removal), `merge_slashes`, and
+//! `path_with_escaped_slashes_action`.
+
+use weft_proxy_config::model::EscapedSlashesAction;
+
+/// What to do with the request after normalization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathVerdict {
+    /// Route with this path-and-query (possibly unchanged).
+    Continue(String),
+    /// Redirect the client to this path-and-query.
+    Redirect(String),
+    /// Reject with 400.
+    Reject,
+}
+
+/// Applies the connection manager's path settings to `path_and_query`.
+pub fn normalize(
+    path_and_query: &str,
+    normalize_path: bool,
+    merge_slashes: bool,
+    escaped: EscapedSlashesAction,
+) -> PathVerdict {
+    let (path, query) = match path_and_query.find('?') {
+        Some(i) => path_and_query.split_at(i),
+        None => (path_and_query, ""),
+    };
+    if !path.starts_with('/') {
+        // Asterisk-form (`OPTIONS *`) and absolute paths are left alone.
+        return PathVerdict::Continue(path_and_query.to_owned());
+    }
+    let has_escaped = contains_escaped_slash(path);
+    let mut p = path.to_owned();
+    let mut redirect = false;
+    if has_escaped {
+        match escaped {
+            EscapedSlashesAction::KeepUnchanged => {}
+            EscapedSlashesAction::RejectRequest => return PathVerdict::Reject,
+            EscapedSlashesAction::UnescapeAndRedirect => {
+                p = unescape_slashes(&p);
+                redirect = true;
+            }
+            EscapedSlashesAction::UnescapeAndForward => p = unescape_slashes(&p),
+        }
+    }
+    if normalize_path {
+        match normalize_segments(&p) {
+            Some(n) => p = n,
+            None => return PathVerdict::Reject,
+        }
+    }
+    if merge_slashes {
+        p = merge(&p);
+    }
+    let out = format!("{p}{query}");
+    if redirect {
+        PathVerdict::Redirect(out)
+    } else {
+        PathVerdict::Continue(out)
+    }
+}
+
+fn contains_escaped_slash(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.windows(3).any(|w| {
+        w[0] == b'%' && w[1] == b'2' && (w[2] == b'f' || w[2] == b'F')
+            || w[0] == b'%' && w[1] == b'5' && (w[2] == b'c' || w[2] == b'C')
+    })
+}
+
+fn unescape_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let pair = (b[i + 1], b[i + 2].to_ascii_lowercase());
+            if pair == (b'2', b'f') {
+                out.push('/');
+                i += 3;
+                continue;
+            }
+            if pair == (b'5', b'c') {
+                out.push('\\');
+                i += 3;
+                continue;
+            }
+        }
+        out.push(char::from(b[i]));
+        i += 1;
+    }
+    // Non-ASCII bytes cannot occur in a valid request target; keep the input otherwise.
+    if path.is_ascii() {
+        out
+    } else {
+        path.to_owned()
+    }
+}
+
+/// RFC 3986 §5.2.4 `remove_dot_segments`, after decoding `%2e` to `.` as Envoy does. Linear
+/// in the path length (a cursor, never re-copying the input).
+fn normalize_segments(path: &str) -> Option<String> {
+    let decoded = decode_dots(path);
+    let mut input: &str = &decoded;
+    let mut output = String::with_capacity(input.len());
+    let pop = |out: &mut String| out.truncate(out.rfind('/').unwrap_or(0));
+    while !input.is_empty() {
+        if let Some(rest) = input.strip_prefix("../") {
+            input = rest;
+        } else if let Some(rest) = input.strip_prefix("./") {
+            input = rest;
+        } else if input.starts_with("/./") {
+            input = &input[2..];
+        } else if input == "/." {
+            output.push('/');
+            break;
+        } else if input.starts_with("/../") {
+            input = &input[3..];
+            pop(&mut output);
+        } else if input == "/.." {
+            pop(&mut output);
+            output.push('/');
+            break;
+        } else if input == "." || input == ".." {
+            break;
+        } else {
+            let start = usize::from(input.starts_with('/'));
+            let end = input[start..].find('/').map_or(input.len(), |i| i + start);
+            output.push_str(&input[..end]);
+            input = &input[end..];
+        }
+    }
+    Some(if output.is_empty() {
+        "/".to_owned()
+    } else {
+        output
+    })
+}
+
+fn decode_dots(path: &str) -> String {
+    path.replace("%2e", ".").replace("%2E", ".")
+}
+
+fn merge(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut prev_slash = false;
+    for c in path.chars() {
+        if c == '/' {
+            if prev_slash {
+                continue;
+            }
+            prev_slash = true;
+        } else {
+            prev_slash = false;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> String {
+        match normalize(p, true, false, EscapedSlashesAction::KeepUnchanged) {
+            PathVerdict::Continue(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dot_segments() {
+        assert_eq!(norm("/a/b/../c"), "/a/c");
+        assert_eq!(norm("/a/./b"), "/a/b");
+        assert_eq!(norm("/../../a"), "/a");
+        assert_eq!(norm("/a/b/.."), "/a/");
+        assert_eq!(norm("/a/%2e%2E/b"), "/b");
+        assert_eq!(norm("/"), "/");
+        assert_eq!(norm("/a/b/?x=/../y"), "/a/b/?x=/../y");
+    }
+
+    #[test]
+    fn merging_slashes() {
+        assert_eq!(
+            normalize(
+                "//a///b?q=//",
+                false,
+                true,
+                EscapedSlashesAction::KeepUnchanged
+            ),
+            PathVerdict::Continue("/a/b?q=//".into())
+        );
+    }
+
+    #[test]
+    fn escaped_slashes() {
+        let p = "/a%2Fb%5cc";
+        assert_eq!(
+            normalize(p, false, false, EscapedSlashesAction::KeepUnchanged),
+            PathVerdict::Continue(p.into())
+        );
+        assert_eq!(
+            normalize(p, false, false, EscapedSlashesAction::RejectRequest),
+            PathVerdict::Reject
+        );
+        assert_eq!(
+            normalize(p, false, false, EscapedSlashesAction::UnescapeAndForward),
+            PathVerdict::Continue("/a/b\\c".into())
+        );
+        assert_eq!(
+            normalize(
+                "/x%2f",
+                false,
+                false,
+                EscapedSlashesAction::UnescapeAndRedirect
+            ),
+            PathVerdict::Redirect("/x/".into())
+        );
+    }
+}

@@ -1,0 +1,649 @@
+//! `envoy.filters.http.router`: choose the cluster and host, send upstream with the route's
+//! timeouts and retry policy, mirror, and turn failures into Envoy's local replies.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Body as _;
+use weft_proxy_config::model::{Discovery, UpstreamProtocol};
+use weft_proxy_lb::RandomSource;
+use weft_proxy_route::{
+    AttemptOutcome, ClusterRef, ClusterTarget, HashPolicy, HashPolicySpecifier, Http3Used,
+    ResetReason, RetryDecision, RetryPolicy, RouteTarget, backoff, retry_decision,
+};
+
+use super::local_reply;
+use super::request::Downstream;
+use crate::error::{ResponseFlag, UpstreamError};
+use crate::upstream::cluster::ThreadRng;
+use crate::upstream::pool::SendError;
+use crate::upstream::stats::inc;
+use crate::upstream::{ClusterRuntime, HostRuntime};
+use crate::{Body, BoxError};
+
+/// Request bodies up to this size are buffered so the request can be retried or mirrored
+/// (Envoy buffers up to the connection's buffer limit for the same reason).
+const RETRY_BUFFER_LIMIT: u64 = 64 * 1024;
+
+/// Hop-by-hop headers never forwarded in either direction.
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// The outcome of routing, for stats and access logs.
+#[derive(Debug, Default)]
+pub struct RouterOutcome {
+    /// Response flags set along the way.
+    pub flags: Vec<ResponseFlag>,
+    /// Upstream host that answered.
+    pub upstream_host: Option<std::net::SocketAddr>,
+    /// Cluster used.
+    pub cluster: Option<String>,
+}
+
+/// A request body that can be replayed (buffered) or only sent once (streaming).
+enum ReplayBody {
+    Buffered(Bytes),
+    Streaming(Option<Body>),
+}
+
+impl ReplayBody {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            Self::Buffered(b) => Some(local_reply::full(b.clone())),
+            Self::Streaming(b) => b.take(),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, Self::Buffered(_))
+    }
+}
+
+/// Forwards a routed request. `parts` already carry the route's request header mutations and
+/// rewrites; `body` is the downstream body.
+#[allow(clippy::too_many_arguments)]
+pub async fn forward(
+    target: &RouteTarget,
+    weighted: Option<&weft_proxy_route::WeightedTarget>,
+    mut parts: http::request::Parts,
+    body: Body,
+    ds: &Downstream<'_>,
+    random: u64,
+    outcome: &mut RouterOutcome,
+) -> Response<Body> {
+    let cluster_name = match cluster_name(target, weighted, &parts.headers) {
+        Some(n) => n,
+        None => {
+            outcome.flags.push(ResponseFlag::NoClusterFound);
+            return local_reply::reply(503, "");
+        }
+    };
+    let Some(cluster) = ds.conn.state.cluster(&cluster_name) else {
+        outcome.flags.push(ResponseFlag::NoClusterFound);
+        let status = target.cluster_not_found_response_code.status().as_u16();
+        return local_reply::reply(status, "");
+    };
+    outcome.cluster = Some(cluster_name);
+
+    strip_hop_by_hop(&mut parts.headers, false);
+    let timeout = route_timeout(target, &parts.headers);
+    if !ds.conn.router.suppress_envoy_headers {
+        if let Some(t) = timeout {
+            parts.headers.insert(
+                "x-envoy-expected-rq-timeout-ms",
+                HeaderValue::from(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            );
+        }
+    }
+    let hash = request_hash(&target.hash_policy, &parts.headers, ds);
+
+    // Buffer small bodies so retries and mirrors can replay them.
+    let policy = target.retry_policy.as_deref();
+    let wants_replay =
+        policy.is_some_and(|p| p.num_retries > 0) || !target.request_mirror_policies.is_empty();
+    let mut replay = if body.is_end_stream() {
+        ReplayBody::Buffered(Bytes::new())
+    } else if wants_replay
+        && body
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n <= RETRY_BUFFER_LIMIT)
+    {
+        match body.collect().await {
+            Ok(c) => ReplayBody::Buffered(c.to_bytes()),
+            Err(_) => {
+                outcome
+                    .flags
+                    .push(ResponseFlag::DownstreamConnectionTermination);
+                return local_reply::reply(400, "");
+            }
+        }
+    } else {
+        ReplayBody::Streaming(Some(body))
+    };
+
+    if let ReplayBody::Buffered(bytes) = &replay {
+        mirror(target, &parts, bytes, ds, random);
+    }
+
+    let started = Instant::now();
+    let attempt = attempts(
+        &cluster,
+        &mut parts,
+        &mut replay,
+        policy,
+        hash,
+        ds,
+        started,
+        timeout,
+        outcome,
+    );
+    let mut resp = match timeout {
+        Some(t) => match tokio::time::timeout(t, attempt).await {
+            Ok(r) => r,
+            Err(_) => {
+                inc(&cluster.shared.stats.upstream_rq_timeout);
+                outcome.flags.push(ResponseFlag::UpstreamRequestTimeout);
+                local_reply::upstream_failure(&UpstreamError::Timeout)
+            }
+        },
+        None => attempt.await,
+    };
+    if !ds.conn.router.suppress_envoy_headers && outcome.upstream_host.is_some() {
+        resp.headers_mut().insert(
+            "x-envoy-upstream-service-time",
+            HeaderValue::from(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
+        );
+    }
+    resp
+}
+
+/// The cluster a route target names for this request.
+fn cluster_name(
+    target: &RouteTarget,
+    weighted: Option<&weft_proxy_route::WeightedTarget>,
+    headers: &HeaderMap,
+) -> Option<String> {
+    match (&target.cluster, weighted) {
+        (ClusterTarget::Cluster(name), _) => Some(name.clone()),
+        (ClusterTarget::ClusterHeader(h), _) => header_str(headers, h).map(str::to_owned),
+        (ClusterTarget::Weighted(_), None) => None,
+        (ClusterTarget::Weighted(_), Some(w)) => match &w.cluster {
+            ClusterRef::Name(n) => Some(n.clone()),
+            ClusterRef::Header(h) => headers
+                .get(h.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        },
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+}
+
+/// The route timeout: `x-envoy-upstream-rq-timeout-ms` when present, else the route's
+/// (`0` disables it).
+fn route_timeout(target: &RouteTarget, headers: &HeaderMap) -> Option<Duration> {
+    let from_header = headers
+        .get("x-envoy-upstream-rq-timeout-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis);
+    let t = from_header.unwrap_or(target.timeout);
+    (!t.is_zero()).then_some(t)
+}
+
+/// Envoy's hash policies: the first policy that yields a value, combined with later ones
+/// until a terminal policy produced a hash.
+fn request_hash(policies: &[HashPolicy], headers: &HeaderMap, ds: &Downstream) -> Option<u64> {
+    let mut hash: Option<u64> = None;
+    for p in policies {
+        let value = match &p.policy {
+            HashPolicySpecifier::Header { name } => headers
+                .get_all(name.as_str())
+                .iter()
+                .next()
+                .map(|v| xxhash_rust::xxh64::xxh64(v.as_bytes(), 0)),
+            HashPolicySpecifier::Cookie { name, .. } => {
+                cookie(headers, name).map(|v| xxhash_rust::xxh64::xxh64(v.as_bytes(), 0))
+            }
+            HashPolicySpecifier::ConnectionProperties { source_ip: true } => Some(
+                xxhash_rust::xxh64::xxh64(ds.conn.addrs.peer.ip().to_string().as_bytes(), 0),
+            ),
+            HashPolicySpecifier::QueryParameter { name } => ds
+                .query_param(name)
+                .map(|v| xxhash_rust::xxh64::xxh64(v.as_bytes(), 0)),
+            _ => None,
+        };
+        if let Some(v) = value {
+            // Envoy: hash = (hash << 1 | hash >> 63) ^ new.
+            hash = Some(match hash {
+                Some(h) => h.rotate_left(1) ^ v,
+                None => v,
+            });
+            if p.terminal {
+                break;
+            }
+        }
+    }
+    hash
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Removes hop-by-hop headers; `te` keeps only `trailers` (gRPC needs it).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if let Some(conn) = headers.get(header::CONNECTION).cloned() {
+        if let Ok(list) = conn.to_str() {
+            for name in list.split(',') {
+                let name = name.trim();
+                if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
+                    continue;
+                }
+                if let Ok(h) = HeaderName::from_bytes(name.as_bytes()) {
+                    if h != header::TE {
+                        headers.remove(h);
+                    }
+                }
+            }
+        }
+    }
+    for h in &HOP_BY_HOP {
+        if keep_upgrade && (*h == header::UPGRADE || *h == header::CONNECTION) {
+            continue;
+        }
+        headers.remove(h);
+    }
+    if let Some(te) = headers.get(header::TE) {
+        let trailers = te.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+        if trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        } else {
+            headers.remove(header::TE);
+        }
+    }
+}
+
+/// Sends mirror copies (fire and forget). Mirrored requests carry `-shadow` on the host.
+fn mirror(
+    target: &RouteTarget,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    ds: &Downstream<'_>,
+    random: u64,
+) {
+    for m in target.request_mirror_policies.iter() {
+        if let Some(f) = &m.runtime_fraction {
+            if !f.evaluate(random) {
+                continue;
+            }
+        }
+        let name = match &m.cluster {
+            ClusterRef::Name(n) => n.clone(),
+            ClusterRef::Header(h) => {
+                match parts.headers.get(h.as_str()).and_then(|v| v.to_str().ok()) {
+                    Some(v) => v.to_owned(),
+                    None => continue,
+                }
+            }
+        };
+        let Some(cluster) = ds.conn.state.cluster(&name) else {
+            continue;
+        };
+        let mut headers = parts.headers.clone();
+        if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+            let shadow = shadow_host(host);
+            if let Ok(v) = HeaderValue::from_str(&shadow) {
+                headers.insert(header::HOST, v);
+            }
+        }
+        let method = parts.method.clone();
+        let uri = parts.uri.clone();
+        let body = body.clone();
+        let scheme_https = ds.conn.tls;
+        tokio::spawn(async move {
+            let Ok(host) = cluster.pick(None, &[], 1) else {
+                return;
+            };
+            let http2 = matches!(cluster.shared.config.protocol, UpstreamProtocol::Http2);
+            let mut req = Request::new(local_reply::full(body));
+            *req.method_mut() = method;
+            *req.uri_mut() = upstream_uri(&uri, &headers, http2, scheme_https);
+            *req.headers_mut() = headers;
+            if let Ok(c) = host.pool.checkout(http2).await {
+                if let Ok(resp) = c.send(req).await {
+                    let _ = resp.into_body().collect().await;
+                }
+            }
+        });
+    }
+}
+
+/// Envoy's shadow host: `-shadow` appended to the host, before any port.
+pub fn shadow_host(host: &str) -> String {
+    match host.rsplit_once(':') {
+        Some((h, port))
+            if !h.ends_with(']')
+                && port.chars().all(|c| c.is_ascii_digit())
+                && !h.contains(':') =>
+        {
+            format!("{h}-shadow:{port}")
+        }
+        Some((h, port)) if h.ends_with(']') => format!("{h}-shadow:{port}"),
+        _ => format!("{host}-shadow"),
+    }
+}
+
+/// The URI to send upstream: origin-form for HTTP/1.1 (hyper writes `Host` from the header),
+/// absolute for HTTP/2 (hyper derives `:scheme` and `:authority` from it).
+fn upstream_uri(uri: &Uri, headers: &HeaderMap, http2: bool, https: bool) -> Uri {
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    if !http2 {
+        return pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    let authority = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{authority}{pq}")
+        .parse()
+        .unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+/// Tries, retries and reports until a response is ready.
+#[allow(clippy::too_many_arguments)]
+async fn attempts(
+    cluster: &Arc<ClusterRuntime>,
+    parts: &mut http::request::Parts,
+    replay: &mut ReplayBody,
+    policy: Option<&RetryPolicy>,
+    hash: Option<u64>,
+    ds: &Downstream<'_>,
+    started: Instant,
+    timeout: Option<Duration>,
+    outcome: &mut RouterOutcome,
+) -> Response<Body> {
+    let shared = &cluster.shared;
+    let http2 = match shared.config.protocol {
+        UpstreamProtocol::Http1 => false,
+        UpstreamProtocol::Http2 => true,
+        UpstreamProtocol::UseDownstream => parts.version == Version::HTTP_2,
+    };
+    let max_retries = policy.map_or(0, |p| p.num_retries);
+    let mut tried: Vec<Arc<HostRuntime>> = Vec::new();
+    let mut retry_permit = None;
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let host = match shared.config.discovery {
+            Discovery::OriginalDst => Ok(cluster.original_dst_host(original_dst(parts, ds))),
+            _ => {
+                let prev: &[Arc<HostRuntime>] =
+                    if policy.is_some_and(|p| p.retry_host_predicate_previous_hosts) {
+                        &tried
+                    } else {
+                        &[]
+                    };
+                let attempts = policy.map_or(1, |p| {
+                    u32::try_from(p.host_selection_retry_max_attempts.max(1)).unwrap_or(1)
+                });
+                cluster.pick(hash, prev, attempts)
+            }
+        };
+        let host = match host {
+            Ok(h) => h,
+            Err(e) => {
+                outcome.flags.push(e.flag());
+                return local_reply::upstream_failure(&e);
+            }
+        };
+        let permit = match shared.try_acquire_request() {
+            Ok(p) => p,
+            Err(e) => {
+                outcome.flags.push(e.flag());
+                return local_reply::upstream_failure(&e);
+            }
+        };
+        let Some(body) = replay.take() else {
+            // A streamed body was consumed by an earlier attempt: nothing to retry with.
+            return local_reply::upstream_failure(&UpstreamError::ResetBeforeHeaders {
+                request_sent: true,
+                detail: "request body already sent".to_owned(),
+            });
+        };
+        let mut req = Request::from_parts(clone_parts(parts), body);
+        *req.uri_mut() = upstream_uri(&parts.uri, &parts.headers, http2, shared.tls.is_some());
+        if attempt > 1 && policy.is_some() && ds.vhost_attempt_count {
+            req.headers_mut()
+                .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+        }
+        inc(&shared.stats.upstream_rq_total);
+        host.active_requests.fetch_add(1, Ordering::Relaxed);
+        let per_try = policy.and_then(|p| p.per_try_timeout);
+        let result = send_once(&host, http2, req, per_try).await;
+        host.active_requests.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
+        outcome.upstream_host = Some(host.address);
+
+        let (resp, err, unsent) = match result {
+            Ok(resp) => (Some(resp), None, None),
+            Err(SendError { error, request }) => (None, Some(error), request),
+        };
+        // Put an unsent request's body back so even a streaming body can be retried.
+        if let (Some(req), ReplayBody::Streaming(slot)) = (unsent, &mut *replay) {
+            *slot = Some(req.into_body());
+        }
+        if let Some(r) = &resp {
+            shared.stats.record_status(r.status().as_u16());
+            crate::upstream::outlier::report_status(cluster, &host, r.status().as_u16());
+        }
+        if let Some(e) = &err {
+            if matches!(e, UpstreamError::Timeout) {
+                inc(&shared.stats.upstream_rq_per_try_timeout);
+            }
+            crate::upstream::outlier::report_local_failure(cluster, &host, e);
+        }
+
+        let retry = match (policy, &resp, &err) {
+            (Some(p), Some(r), _) => retry_decision(
+                p,
+                &AttemptOutcome::Response {
+                    status: r.status(),
+                    headers: r.headers(),
+                    request_was_early_data: false,
+                },
+            ),
+            (Some(p), None, Some(e)) => retry_decision(
+                p,
+                &AttemptOutcome::Reset {
+                    reason: reset_reason(e),
+                    http3_used: Http3Used::No,
+                    cluster_http3_with_tcp_fallback: false,
+                    upstream_request_started: !e.is_connect_failure()
+                        && !matches!(e, UpstreamError::Overflow(_)),
+                },
+            ),
+            _ => RetryDecision::No,
+        };
+        let body_available =
+            replay.replayable() || matches!(replay, ReplayBody::Streaming(Some(_)));
+        let retries_left = attempt <= max_retries;
+        let time_left = timeout.is_none_or(|t| started.elapsed() < t);
+        if retry != RetryDecision::No && retries_left && body_available && time_left {
+            if retry_permit.is_none() {
+                retry_permit = shared.try_acquire_retry();
+            }
+            if retry_permit.is_some() {
+                inc(&shared.stats.upstream_rq_retry);
+                tried.push(host);
+                if let (RetryDecision::WithBackoff, Some(p)) = (retry, policy) {
+                    tokio::time::sleep(backoff(p, attempt, ThreadRng.next_random())).await;
+                }
+                if let Some(r) = resp {
+                    // Drain the discarded response so its connection can be reused.
+                    tokio::spawn(async move {
+                        let _ = r.into_body().collect().await;
+                    });
+                }
+                continue;
+            }
+            outcome.flags.push(ResponseFlag::UpstreamOverflow);
+        } else if retry != RetryDecision::No && policy.is_some() && !retries_left {
+            inc(&shared.stats.upstream_rq_retry_limit_exceeded);
+            outcome.flags.push(ResponseFlag::UpstreamRetryLimitExceeded);
+        }
+        if attempt > 1 && resp.as_ref().is_some_and(|r| r.status().as_u16() < 500) {
+            inc(&shared.stats.upstream_rq_retry_success);
+        }
+        return match (resp, err) {
+            (Some(mut r), _) => {
+                strip_hop_by_hop(r.headers_mut(), false);
+                r
+            }
+            (None, Some(e)) => {
+                outcome.flags.push(e.flag());
+                local_reply::upstream_failure(&e)
+            }
+            (None, None) => local_reply::reply(503, ""),
+        };
+    }
+}
+
+async fn send_once(
+    host: &Arc<HostRuntime>,
+    http2: bool,
+    req: Request<Body>,
+    per_try: Option<Duration>,
+) -> Result<Response<Body>, SendError> {
+    let fut = async {
+        let checkout = match host.pool.checkout(http2).await {
+            Ok(c) => c,
+            Err(error) => {
+                return Err(SendError {
+                    error,
+                    request: Some(req),
+                });
+            }
+        };
+        checkout.send(req).await
+    };
+    match per_try {
+        Some(t) => match tokio::time::timeout(t, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError {
+                error: UpstreamError::Timeout,
+                request: None,
+            }),
+        },
+        None => fut.await,
+    }
+}
+
+fn reset_reason(e: &UpstreamError) -> ResetReason {
+    match e {
+        UpstreamError::ConnectFailure(_) => ResetReason::RemoteConnectionFailure,
+        UpstreamError::ConnectTimeout => ResetReason::ConnectionTimeout,
+        UpstreamError::Overflow(_) => ResetReason::Overflow,
+        UpstreamError::NoHealthyHost => ResetReason::LocalConnectionFailure,
+        UpstreamError::ResetBeforeHeaders { .. } => ResetReason::ConnectionTermination,
+        UpstreamError::Timeout => ResetReason::LocalReset,
+        UpstreamError::Protocol(_) => ResetReason::ProtocolError,
+    }
+}
+
+fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req.into_parts().0
+}
+
+/// ORIGINAL_DST: the connection's original destination, or `x-envoy-original-dst-host` when
+/// the cluster allows it.
+fn original_dst(parts: &http::request::Parts, ds: &Downstream) -> std::net::SocketAddr {
+    ds.conn.original_dst(&parts.headers)
+}
+
+/// Makes a boxed body error.
+pub fn box_err(e: impl std::error::Error + Send + Sync + 'static) -> BoxError {
+    Box::new(e)
+}
+
+/// Requests with these methods have no body semantics worth buffering.
+pub fn method_has_body(m: &Method) -> bool {
+    !matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_hosts() {
+        assert_eq!(shadow_host("foo"), "foo-shadow");
+        assert_eq!(shadow_host("foo:8080"), "foo-shadow:8080");
+        assert_eq!(shadow_host("[::1]:80"), "[::1]-shadow:80");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers, deflate"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get(header::CONNECTION).is_none());
+        assert_eq!(h.get(header::TE).unwrap(), "trailers");
+        assert!(h.get("x-keep").is_some());
+    }
+
+    #[test]
+    fn cookies_are_found() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; session=xyz; b=2"),
+        );
+        assert_eq!(cookie(&h, "session"), Some("xyz"));
+        assert_eq!(cookie(&h, "missing"), None);
+    }
+}
