@@ -1,4 +1,22 @@
-//! Envoy configuration for the weft proxy: Envoy v3 bootstraps (and later xDS resources) into
-//! weft's own typed [`model`].
+//! Envoy configuration for the weft proxy: bootstrap files into envoy-types structs, with the
+//! verdicts of Envoy 1.40 (`envoy --mode validate`) and errors that name file, line and field.
+//!
+//! - [`parse_bootstrap`]: YAML/JSON → `Bootstrap`, unknown fields, `Any`s and `validate.rules`
+//!   checked at every depth.
+//! - [`unpack`]: an extension's `typed_config` into its concrete type (TypedStruct included).
+//! - [`pgv::validate`]: the `validate.rules` checker, for messages that arrive another way (xDS).
+//! - [`model`]: weft's own typed proxy configuration, what the data plane runs.
 
+#![forbid(unsafe_code)]
+
+mod any;
+mod descriptors;
+mod error;
 pub mod model;
+mod parse;
+pub mod pgv;
+
+pub use any::unpack;
+pub use descriptors::{message, pool};
+pub use error::{ConfigError, ErrorKind};
+pub use parse::parse_bootstrap;
