@@ -100,9 +100,11 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
     if hcm.strip_any_host_port || hcm.strip_matching_host_port {
         authority = strip_port(
             &authority,
-            hcm.strip_any_host_port
-                .then_some(0)
-                .unwrap_or(cx.addrs.local.port()),
+            if hcm.strip_any_host_port {
+                0
+            } else {
+                cx.addrs.local.port()
+            },
             hcm.strip_any_host_port,
         );
     }
@@ -188,10 +190,10 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
                 .rewritten_host(&view)
                 .and_then(|h| HeaderValue::from_str(&h).ok())
             {
-                if target.append_x_forwarded_host {
-                    if let Ok(orig) = HeaderValue::from_str(&authority) {
-                        parts.headers.append("x-forwarded-host", orig);
-                    }
+                if target.append_x_forwarded_host
+                    && let Ok(orig) = HeaderValue::from_str(&authority)
+                {
+                    parts.headers.append("x-forwarded-host", orig);
                 }
                 parts.headers.insert(header::HOST, h);
             }
@@ -364,10 +366,11 @@ fn sanitize_request_headers(headers: &mut HeaderMap, cx: &ConnContext) {
     }
     let keep_id = headers.contains_key("x-request-id")
         && (hcm.preserve_external_request_id || !hcm.use_remote_address || internal);
-    if hcm.generate_request_id && !keep_id {
-        if let Ok(v) = HeaderValue::from_str(&uuid_v4()) {
-            headers.insert("x-request-id", v);
-        }
+    if hcm.generate_request_id
+        && !keep_id
+        && let Ok(v) = HeaderValue::from_str(&uuid_v4())
+    {
+        headers.insert("x-request-id", v);
     }
 }
 

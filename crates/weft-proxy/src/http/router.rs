@@ -97,13 +97,13 @@ pub async fn forward(
 
     strip_hop_by_hop(&mut parts.headers, false);
     let timeout = route_timeout(target, &parts.headers);
-    if !ds.conn.router.suppress_envoy_headers {
-        if let Some(t) = timeout {
-            parts.headers.insert(
-                "x-envoy-expected-rq-timeout-ms",
-                HeaderValue::from(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-            );
-        }
+    if !ds.conn.router.suppress_envoy_headers
+        && let Some(t) = timeout
+    {
+        parts.headers.insert(
+            "x-envoy-expected-rq-timeout-ms",
+            HeaderValue::from(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        );
     }
     let hash = request_hash(&target.hash_policy, &parts.headers, ds);
 
@@ -256,18 +256,18 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Removes hop-by-hop headers; `te` keeps only `trailers` (gRPC needs it).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(conn) = headers.get(header::CONNECTION).cloned() {
-        if let Ok(list) = conn.to_str() {
-            for name in list.split(',') {
-                let name = name.trim();
-                if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
-                    continue;
-                }
-                if let Ok(h) = HeaderName::from_bytes(name.as_bytes()) {
-                    if h != header::TE {
-                        headers.remove(h);
-                    }
-                }
+    if let Some(conn) = headers.get(header::CONNECTION).cloned()
+        && let Ok(list) = conn.to_str()
+    {
+        for name in list.split(',') {
+            let name = name.trim();
+            if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
+                continue;
+            }
+            if let Ok(h) = HeaderName::from_bytes(name.as_bytes())
+                && h != header::TE
+            {
+                headers.remove(h);
             }
         }
     }
@@ -299,10 +299,10 @@ fn mirror(
     random: u64,
 ) {
     for m in target.request_mirror_policies.iter() {
-        if let Some(f) = &m.runtime_fraction {
-            if !f.evaluate(random) {
-                continue;
-            }
+        if let Some(f) = &m.runtime_fraction
+            && !f.evaluate(random)
+        {
+            continue;
         }
         let name = match &m.cluster {
             ClusterRef::Name(n) => n.clone(),
@@ -336,10 +336,10 @@ fn mirror(
             *req.method_mut() = method;
             *req.uri_mut() = upstream_uri(&uri, &headers, http2, scheme_https);
             *req.headers_mut() = headers;
-            if let Ok(c) = host.pool.checkout(http2).await {
-                if let Ok(resp) = c.send(req).await {
-                    let _ = resp.into_body().collect().await;
-                }
+            if let Ok(c) = host.pool.checkout(http2).await
+                && let Ok(resp) = c.send(req).await
+            {
+                let _ = resp.into_body().collect().await;
             }
         });
     }

@@ -106,10 +106,10 @@ async fn handle_connection(
     let local = stream.local_addr().unwrap_or(generation.config.address);
     let cfg = &generation.config;
     let mut original_dst = local;
-    if cfg.listener_filters.contains(&ListenerFilter::OriginalDst) {
-        if let Some(dst) = original_destination(&stream) {
-            original_dst = dst;
-        }
+    if cfg.listener_filters.contains(&ListenerFilter::OriginalDst)
+        && let Some(dst) = original_destination(&stream)
+    {
+        original_dst = dst;
     }
     let addrs = ConnectionAddrs {
         peer,

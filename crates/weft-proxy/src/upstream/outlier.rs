@@ -198,10 +198,10 @@ fn success_rate(cluster: &ClusterRuntime, od: &OutlierDetection, hosts: &[Arc<Ho
     let var = rates.iter().map(|(_, r)| (r - mean).powi(2)).sum::<f64>() / n;
     let threshold = mean - var.sqrt() * (f64::from(od.success_rate_stdev_factor) / 1000.0);
     for (i, rate) in rates {
-        if rate < threshold {
-            if let Some(h) = hosts.get(i) {
-                eject_host(cluster, h, od, od.enforcing_success_rate);
-            }
+        if rate < threshold
+            && let Some(h) = hosts.get(i)
+        {
+            eject_host(cluster, h, od, od.enforcing_success_rate);
         }
     }
 }

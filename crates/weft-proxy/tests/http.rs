@@ -1,0 +1,262 @@
+//! The HTTP data path end to end on loopback: client → weft proxy → test server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use weft_proxy::Proxy;
+use weft_proxy_route::{RetryPolicyConfig, RouteAction};
+use weft_test_support::{HttpServer, http1_get, http2_get};
+
+async fn start(
+    cfg: weft_proxy_config::model::ProxyConfig,
+) -> (std::sync::Arc<Proxy>, std::net::SocketAddr) {
+    let proxy = Proxy::new();
+    proxy.apply(cfg).await.expect("config applies");
+    let addr = proxy.listener_address("ingress").expect("bound");
+    (proxy, addr)
+}
+
+#[tokio::test]
+async fn forwards_to_the_cluster_and_adds_envoy_headers() {
+    let upstream = HttpServer::start("backend-1").await;
+    let cfg = config(
+        vec![http_listener(
+            "ingress",
+            hcm(routes(vec![prefix_to(
+                "/",
+                RouteAction::cluster("backend"),
+            )])),
+        )],
+        vec![cluster("backend", &[upstream.addr()])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    let resp = http1_get(addr, "example.com", "/hello?x=1", &[])
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.served_by(), Some("backend-1"));
+    assert_eq!(resp.header("server"), Some("envoy"));
+    assert!(resp.header("x-envoy-upstream-service-time").is_some());
+    let seen = upstream.last_request().unwrap();
+    assert_eq!(seen.path, "/hello?x=1");
+    assert!(seen.headers.get("x-request-id").is_some());
+    assert_eq!(seen.headers.get("x-forwarded-proto").unwrap(), "http");
+    assert_eq!(
+        seen.headers.get("x-envoy-expected-rq-timeout-ms").unwrap(),
+        "15000"
+    );
+}
+
+#[tokio::test]
+async fn http2_downstream_is_served() {
+    let upstream = HttpServer::start("h2-backend").await;
+    let cfg = config(
+        vec![http_listener(
+            "ingress",
+            hcm(routes(vec![prefix_to(
+                "/",
+                RouteAction::cluster("backend"),
+            )])),
+        )],
+        vec![cluster("backend", &[upstream.addr()])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    let resp = http2_get(addr, "example.com", "/", &[]).await.unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.served_by(), Some("h2-backend"));
+}
+
+#[tokio::test]
+async fn no_route_is_404_and_no_endpoint_is_503() {
+    let cfg = config(
+        vec![http_listener(
+            "ingress",
+            hcm(routes(vec![prefix_to(
+                "/api",
+                RouteAction::cluster("empty"),
+            )])),
+        )],
+        vec![cluster("empty", &[])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    assert_eq!(
+        http1_get(addr, "x", "/other", &[]).await.unwrap().status,
+        404
+    );
+    let resp = http1_get(addr, "x", "/api", &[]).await.unwrap();
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.text(), "no healthy upstream");
+}
+
+#[tokio::test]
+async fn connect_failure_is_503_uf() {
+    let dead = weft_test_support::free_addr();
+    let cfg = config(
+        vec![http_listener(
+            "ingress",
+            hcm(routes(vec![prefix_to("/", RouteAction::cluster("dead"))])),
+        )],
+        vec![cluster("dead", &[dead])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    let resp = http1_get(addr, "x", "/", &[]).await.unwrap();
+    assert_eq!(resp.status, 503);
+    assert!(
+        resp.text()
+            .starts_with("upstream connect error or disconnect/reset before headers"),
+        "{}",
+        resp.text()
+    );
+}
+
+#[tokio::test]
+async fn retries_hide_a_flaky_upstream() {
+    let upstream = HttpServer::start("flaky").await;
+    let mut action = RouteAction::cluster("backend");
+    action.retry_policy = Some(RetryPolicyConfig {
+        retry_on: "5xx".into(),
+        num_retries: Some(2),
+        ..RetryPolicyConfig::default()
+    });
+    let cfg = config(
+        vec![http_listener(
+            "ingress",
+            hcm(routes(vec![prefix_to("/", action)])),
+        )],
+        vec![cluster("backend", &[upstream.addr()])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    upstream.fail_next(2, 503);
+    let resp = http1_get(addr, "x", "/", &[]).await.unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(upstream.request_count(), 3);
+    upstream.fail_next(3, 503);
+    assert_eq!(
+        http1_get(addr, "x", "/", &[]).await.unwrap().status,
+        503,
+        "retries are bounded"
+    );
+}
+
+#[tokio::test]
+async fn route_timeout_is_504() {
+    let upstream = HttpServer::start("slow").await;
+    let mut action = RouteAction::cluster("backend");
+    action.timeout = Some(Duration::from_millis(100));
+    let cfg = config(
+        vec![http_listener(
+            "ingress",
+            hcm(routes(vec![prefix_to("/", action)])),
+        )],
+        vec![cluster("backend", &[upstream.addr()])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    let resp = http1_get(addr, "x", "/", &[("x-test-delay-ms", "1000")])
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 504);
+    assert_eq!(resp.text(), "upstream request timeout");
+}
+
+#[tokio::test]
+async fn pooled_connections_closed_by_the_server_are_not_a_503() {
+    // The server closes idle keep-alive connections after 200ms; weft's pool keeps them for
+    // 4s. A request landing on a connection the server just closed must still succeed.
+    let upstream = HttpServer::builder()
+        .name("keepalive")
+        .keep_alive_timeout(Duration::from_millis(200))
+        .start()
+        .await;
+    let cfg = config(
+        vec![http_listener(
+            "ingress",
+            hcm(routes(vec![prefix_to(
+                "/",
+                RouteAction::cluster("backend"),
+            )])),
+        )],
+        vec![cluster("backend", &[upstream.addr()])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    let mut conn =
+        weft_test_support::HttpConnection::connect(addr, weft_test_support::HttpVersion::Http1)
+            .await
+            .unwrap();
+    for _ in 0..5 {
+        let resp = conn.get("x", "/", &[]).await.unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        upstream.connection_count() >= 2,
+        "the server really closed connections"
+    );
+}
+
+#[tokio::test]
+async fn circuit_breaker_overflow_is_503_with_x_envoy_overloaded() {
+    let upstream = HttpServer::start("slow").await;
+    let mut c = cluster("backend", &[upstream.addr()]);
+    c.circuit_breakers.max_connections = 1;
+    c.circuit_breakers.max_pending_requests = 1;
+    let cfg = config(
+        vec![http_listener(
+            "ingress",
+            hcm(routes(vec![prefix_to(
+                "/",
+                RouteAction::cluster("backend"),
+            )])),
+        )],
+        vec![c],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        tasks.push(tokio::spawn(async move {
+            http1_get(addr, "x", "/", &[("x-test-delay-ms", "300")])
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ok = 0;
+    let mut overloaded = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status.as_u16() {
+            200 => ok += 1,
+            503 if r.header("x-envoy-overloaded") == Some("true") => overloaded += 1,
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert_eq!(ok, 2, "one active + one pending");
+    assert_eq!(overloaded, 2);
+}
+
+#[tokio::test]
+async fn a_new_configuration_applies_without_dropping_the_listener() {
+    let v1 = HttpServer::start("v1").await;
+    let v2 = HttpServer::start("v2").await;
+    let mk = |target: &str, addr| {
+        config(
+            vec![http_listener(
+                "ingress",
+                hcm(routes(vec![prefix_to("/", RouteAction::cluster(target))])),
+            )],
+            vec![cluster(target, &[addr])],
+        )
+    };
+    let (proxy, addr) = start(mk("a", v1.addr())).await;
+    assert_eq!(
+        http1_get(addr, "x", "/", &[]).await.unwrap().served_by(),
+        Some("v1")
+    );
+    proxy.apply(mk("b", v2.addr())).await.unwrap();
+    assert_eq!(proxy.listener_address("ingress"), Some(addr), "same socket");
+    assert_eq!(
+        http1_get(addr, "x", "/", &[]).await.unwrap().served_by(),
+        Some("v2")
+    );
+}
