@@ -3,6 +3,7 @@
 pub mod error;
 pub mod io;
 pub mod listener;
+pub mod tls;
 pub mod upstream;
 
 /// The body type on both sides of the proxy: streaming, boxed once per message.
