@@ -7,6 +7,7 @@ pub mod listener;
 pub mod proxy;
 pub mod state;
 pub mod tcp_proxy;
+pub mod tls;
 mod tls_glue;
 pub mod upstream;
 

@@ -116,17 +116,21 @@ impl Proxy {
             match old_clusters.get(&c.name) {
                 Some(existing) if *existing.shared.config == **c => clusters.push(existing.clone()),
                 _ => {
-                    let tls =
-                        match &c.tls {
-                            None => None,
-                            Some(t) => Some(crate::tls_glue::client(t).map_err(|message| {
-                                ApplyError::Tls {
+                    let (tls, watcher) = match &c.tls {
+                        None => (None, None),
+                        Some(t) => {
+                            let (h, w) =
+                                crate::tls_glue::client(t).map_err(|message| ApplyError::Tls {
                                     context: format!("cluster {:?}", c.name),
                                     message,
-                                }
-                            })?),
-                        };
+                                })?;
+                            (Some(h), w)
+                        }
+                    };
                     let rt = ClusterRuntime::new(c.clone(), tls);
+                    if let Some(w) = watcher {
+                        rt.keep(w);
+                    }
                     fresh.push(rt.clone());
                     clusters.push(rt);
                 }
@@ -211,14 +215,15 @@ impl Proxy {
 
     fn listener_runtime(&self, l: &Arc<Listener>) -> Result<ListenerRuntime, ApplyError> {
         let chain = |c: &Arc<FilterChain>| -> Result<ChainRuntime, ApplyError> {
-            let tls = match &c.tls {
-                None => None,
-                Some(t) => Some(
-                    crate::tls_glue::server(t).map_err(|message| ApplyError::Tls {
+            let (tls, tls_watcher) = match &c.tls {
+                None => (None, None),
+                Some(t) => {
+                    let (h, w) = crate::tls_glue::server(t).map_err(|message| ApplyError::Tls {
                         context: format!("listener {:?} filter chain {:?}", l.name, c.name),
                         message,
-                    })?,
-                ),
+                    })?;
+                    (Some(h), w)
+                }
             };
             let http_stats = match &c.filter {
                 NetworkFilter::Http(h) => Some(
@@ -233,6 +238,7 @@ impl Proxy {
             Ok(ChainRuntime {
                 chain: c.clone(),
                 tls,
+                tls_watcher,
                 http_stats,
             })
         };

@@ -1,19 +1,26 @@
-//! Builds the rustls contexts a configuration asks for. Until the TLS layer lands, TLS in a
-//! configuration is refused with a clear error rather than ignored.
+//! Builds the TLS contexts a configuration asks for, with certificate-file watchers so rotated
+//! certificates apply to new handshakes without a restart.
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use weft_proxy_config::model::{DownstreamTls, UpstreamTls};
 
-use crate::upstream::cluster::UpstreamTlsRuntime;
+use crate::tls::{ClientTlsHandle, ServerTlsHandle, TlsWatcher};
 
-/// A server context for a filter chain.
-pub(crate) fn server(_tls: &DownstreamTls) -> Result<Arc<ArcSwap<rustls::ServerConfig>>, String> {
-    Err("TLS termination is not available in this build".to_owned())
+/// A server context for a filter chain, and the watcher that keeps it current.
+pub(crate) fn server(
+    tls: &DownstreamTls,
+) -> Result<(Arc<ServerTlsHandle>, Option<TlsWatcher>), String> {
+    let handle = Arc::new(ServerTlsHandle::new(tls.clone()).map_err(|e| e.to_string())?);
+    let watcher = handle.watch().map_err(|e| e.to_string())?;
+    Ok((handle, Some(watcher)))
 }
 
-/// A client context for a cluster.
-pub(crate) fn client(_tls: &UpstreamTls) -> Result<UpstreamTlsRuntime, String> {
-    Err("TLS origination is not available in this build".to_owned())
+/// A client context for a cluster, and the watcher that keeps it current.
+pub(crate) fn client(
+    tls: &UpstreamTls,
+) -> Result<(Arc<ClientTlsHandle>, Option<TlsWatcher>), String> {
+    let handle = Arc::new(ClientTlsHandle::new(tls.clone()).map_err(|e| e.to_string())?);
+    let watcher = handle.watch().map_err(|e| e.to_string())?;
+    Ok((handle, Some(watcher)))
 }

@@ -39,9 +39,11 @@ pub struct ListenerRuntime {
 pub struct ChainRuntime {
     /// The chain.
     pub chain: Arc<FilterChain>,
-    /// TLS termination, when the chain has a transport socket; swapped when certificates
-    /// rotate (new handshakes use the new configuration).
-    pub tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    /// TLS termination, when the chain has a transport socket; its configuration is swapped
+    /// when certificates rotate (new handshakes use the new one).
+    pub tls: Option<Arc<crate::tls::ServerTlsHandle>>,
+    /// Keeps the certificate watcher alive as long as the chain.
+    pub tls_watcher: Option<crate::tls::TlsWatcher>,
     /// HTTP stats (for HTTP chains), shared across generations by stat prefix.
     pub http_stats: Option<Arc<HttpStats>>,
 }
@@ -157,10 +159,7 @@ async fn handle_connection(
     let rewind = Rewind::new(buf.freeze(), stream);
     let (io, tls) = match &chain.tls {
         None => (ServerStream::Plain(rewind), false),
-        Some(config) => match tokio_rustls::TlsAcceptor::from(config.load_full())
-            .accept(rewind)
-            .await
-        {
+        Some(handle) => match handle.accept(rewind).await {
             Ok(s) => (ServerStream::Tls(Box::new(s)), true),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");

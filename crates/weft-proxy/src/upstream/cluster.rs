@@ -16,15 +16,6 @@ use super::pool::HostPool;
 use super::stats::{ClusterStats, inc};
 use crate::error::{Overflow, UpstreamError};
 
-/// TLS origination settings shared by a cluster's connections; swapped when certificates rotate.
-#[derive(Debug)]
-pub struct UpstreamTlsRuntime {
-    /// The client configuration.
-    pub config: ArcSwap<rustls::ClientConfig>,
-    /// SNI to send (else the endpoint IP).
-    pub sni: Option<String>,
-}
-
 /// The parts of a cluster every connection and request needs.
 #[derive(Debug)]
 pub struct ClusterShared {
@@ -32,8 +23,8 @@ pub struct ClusterShared {
     pub config: Arc<Cluster>,
     /// Stats.
     pub stats: ClusterStats,
-    /// TLS origination.
-    pub tls: Option<UpstreamTlsRuntime>,
+    /// TLS origination (rotating with its certificate files).
+    pub tls: Option<Arc<crate::tls::ClientTlsHandle>>,
     connections: AtomicU32,
     pending: AtomicU32,
     requests: AtomicU32,
@@ -269,12 +260,14 @@ pub struct ClusterRuntime {
     hosts: ArcSwap<HostSet>,
     /// ORIGINAL_DST hosts by destination.
     original_dst: Mutex<HashMap<SocketAddr, Arc<HostRuntime>>>,
+    /// Keeps the TLS certificate watcher alive as long as the cluster.
+    tls_watcher: Mutex<Option<crate::tls::TlsWatcher>>,
 }
 
 impl ClusterRuntime {
     /// Builds a cluster from its config. DNS clusters start empty and fill in when
     /// [`ClusterRuntime::set_resolved`] is called.
-    pub fn new(config: Arc<Cluster>, tls: Option<UpstreamTlsRuntime>) -> Arc<Self> {
+    pub fn new(config: Arc<Cluster>, tls: Option<Arc<crate::tls::ClientTlsHandle>>) -> Arc<Self> {
         let shared = Arc::new(ClusterShared {
             config,
             stats: ClusterStats::default(),
@@ -291,12 +284,18 @@ impl ClusterRuntime {
                 lb: None,
             }),
             original_dst: Mutex::new(HashMap::new()),
+            tls_watcher: Mutex::new(None),
         });
         if rt.shared.config.discovery == Discovery::Static {
             let static_hosts = rt.static_hosts();
             rt.replace_hosts(static_hosts);
         }
         rt
+    }
+
+    /// Keeps `watcher` (certificate rotation) running for the cluster's lifetime.
+    pub fn keep(&self, watcher: crate::tls::TlsWatcher) {
+        *self.tls_watcher.lock() = Some(watcher);
     }
 
     /// The cluster's name.

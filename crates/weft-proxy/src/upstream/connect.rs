@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use super::cluster::ClusterShared;
@@ -35,13 +34,7 @@ pub async fn connect(
     let Some(tls) = &cluster.tls else {
         return Ok(ClientStream::Plain(tcp));
     };
-    let name = match &tls.sni {
-        Some(sni) => ServerName::try_from(sni.clone())
-            .map_err(|e| UpstreamError::ConnectFailure(format!("invalid SNI {sni:?}: {e}")))?,
-        None => ServerName::IpAddress(addr.ip().into()),
-    };
-    let connector = tokio_rustls::TlsConnector::from(tls.config.load_full());
-    let handshake = connector.connect(name, tcp);
+    let handshake = tls.connect(addr.ip(), tcp);
     match tokio::time::timeout(cluster.config.connect_timeout, handshake).await {
         Ok(Ok(s)) => Ok(ClientStream::Tls(Box::new(s))),
         Ok(Err(e)) => {
