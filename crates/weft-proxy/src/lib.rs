@@ -1,11 +1,13 @@
 //! The weft proxy: Envoy-compatible listeners, HTTP routing, load balancing and resilience.
 
+pub mod admin;
 pub mod error;
 pub mod http;
 pub mod io;
 pub mod listener;
 pub mod proxy;
 pub mod state;
+pub mod stats_export;
 pub mod tcp_proxy;
 pub mod tls;
 mod tls_glue;

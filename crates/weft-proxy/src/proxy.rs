@@ -90,6 +90,18 @@ impl Proxy {
         self.listeners.lock().get(name).map(|l| l.bound)
     }
 
+    /// Listeners and where they are bound, by name.
+    pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        let mut v: Vec<_> = self
+            .listeners
+            .lock()
+            .iter()
+            .map(|(k, l)| (k.clone(), l.bound))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// HTTP connection manager stats by stat prefix.
     pub fn http_stats(&self) -> Vec<(String, Arc<HttpStats>)> {
         let mut v: Vec<_> = self
