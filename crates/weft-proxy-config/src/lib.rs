@@ -11,6 +11,7 @@
 
 mod any;
 mod descriptors;
+mod dump;
 mod error;
 pub mod model;
 mod parse;
@@ -18,5 +19,6 @@ pub mod pgv;
 
 pub use any::unpack;
 pub use descriptors::{message, pool};
+pub use dump::config_dump;
 pub use error::{ConfigError, ErrorKind};
 pub use parse::parse_bootstrap;
