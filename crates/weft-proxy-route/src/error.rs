@@ -41,13 +41,6 @@ pub enum RouteConfigError {
         reason: String,
     },
     /// A `retry_on` entry is not one of Envoy's condition names.
-    #[error("{field}: unknown retry_on condition {value:?} (known: {known})", known = crate::retry::RetryOn::KNOWN_NAMES.join(", "))]
-    UnknownRetryOn {
-        /// Path of the `retry_on` field.
-        field: String,
-        /// The unknown entry, trimmed.
-        value: String,
-    },
     /// A header value uses a `%COMMAND%` operator this crate does not know.
     #[error("{field}: unsupported command operator %{operator}% in header value {value:?} (supported: {supported}; write %% for a literal percent sign)", supported = crate::headers::CommandOperator::SUPPORTED.join(", "))]
     UnknownCommandOperator {

@@ -114,6 +114,20 @@ impl RetryOn {
         Ok(set)
     }
 
+    /// Parses the list as Envoy does at run time: unknown entries are ignored (Envoy accepts
+    /// them in configuration and never retries on them). Returns the set and the ignored names.
+    pub fn parse_lenient(list: &str) -> (Self, Vec<String>) {
+        let mut set = Self::empty();
+        let mut unknown = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match Self::NAMES.iter().find(|(name, _)| *name == entry) {
+                Some((_, flag)) => set = set | *flag,
+                None => unknown.push(entry.to_owned()),
+            }
+        }
+        (set, unknown)
+    }
+
     /// True when every condition of `other` is in `self`.
     pub const fn contains(self, other: Self) -> bool {
         self.0 & other.0 == other.0
@@ -180,11 +194,8 @@ impl RetryPolicy {
         mode: MultiValueHeaders,
         field: &str,
     ) -> Result<Self, RouteConfigError> {
-        let retry_on =
-            RetryOn::parse(&config.retry_on).map_err(|value| RouteConfigError::UnknownRetryOn {
-                field: format!("{field}.retry_on"),
-                value,
-            })?;
+        // Envoy accepts unknown `retry_on` names and ignores them; so does weft.
+        let (retry_on, _ignored) = RetryOn::parse_lenient(&config.retry_on);
         let one_ms = Duration::from_millis(1);
         let (base_interval, max_interval) = match config.retry_back_off {
             None => (DEFAULT_BASE_INTERVAL, DEFAULT_BASE_INTERVAL * 10),

@@ -1186,21 +1186,27 @@ fn bad_regexes_are_rejected_with_their_field() {
 }
 
 #[test]
-fn unknown_retry_on_is_rejected_naming_the_value() {
+fn unknown_retry_on_names_are_ignored_like_envoy() {
     let mut vh = vhost("a", &["*"], vec![]);
     vh.retry_policy = Some(RetryPolicyConfig {
         retry_on: "5xx, connect-failure,bogus".into(),
         ..RetryPolicyConfig::default()
     });
-    let e = config_error(vec![vh]);
-    assert_eq!(
-        e,
-        RouteConfigError::UnknownRetryOn {
-            field: "virtual_hosts[0].retry_policy.retry_on".into(),
-            value: "bogus".into()
-        }
+    let table = RouteTable::<()>::new(RouteConfiguration {
+        virtual_hosts: vec![vh],
+        ..RouteConfiguration::default()
+    })
+    .expect("Envoy accepts unknown retry_on names");
+    let policy = table.virtual_hosts()[0].retry_policy().expect("policy");
+    assert!(
+        policy
+            .retry_on
+            .contains(RetryOn::parse("5xx,connect-failure").unwrap())
     );
-    assert!(e.to_string().contains("gateway-error"));
+    assert_eq!(
+        RetryOn::parse_lenient("5xx,bogus").1,
+        vec!["bogus".to_owned()]
+    );
 }
 
 #[test]
