@@ -27,13 +27,19 @@ pub fn config_dump(bootstrap: &Bootstrap, last_updated: &str) -> Value {
     let typed = |ty: &str, mut v: Value| -> Value {
         if let Value::Object(m) = &mut v {
             let mut out = serde_json::Map::new();
-            out.insert("@type".into(), Value::String(format!("type.googleapis.com/{ty}")));
+            out.insert(
+                "@type".into(),
+                Value::String(format!("type.googleapis.com/{ty}")),
+            );
             out.extend(std::mem::take(m));
             return Value::Object(out);
         }
         v
     };
-    let boot = to_json("envoy.config.bootstrap.v3.Bootstrap", bootstrap.encode_to_vec());
+    let boot = to_json(
+        "envoy.config.bootstrap.v3.Bootstrap",
+        bootstrap.encode_to_vec(),
+    );
     let (clusters, listeners) = match &bootstrap.static_resources {
         Some(sr) => (
             sr.clusters

@@ -86,8 +86,6 @@
 //!
 //! # Where this differs from Envoy, and why
 //!
-//! * Unknown `retry_on` names are errors; Envoy ignores them silently
-//!   (`RetryPolicyImpl` ORs the known bits of both parsers).
 //! * Regexes use the `regex` crate, not RE2. The syntax is nearly the same; `\d \w \s \b` are
 //!   rewritten to RE2's ASCII meaning. RE2-only syntax such as `\C` or `\Q..\E` is rejected
 //!   at construction. Envoy bounds RE2 programs by `max_program_size` (instruction count);
