@@ -16,10 +16,14 @@ pub enum ErrorKind {
     UnknownType,
     /// A value of the wrong JSON type or out of range for its field (`"eighty"` for a port).
     InvalidValue,
-    /// A `validate.rules` constraint (or Envoy's own duration bounds) is violated.
+    /// A `validate.rules` constraint, Envoy's own duration bounds, or a rule Envoy checks when it
+    /// loads a configuration (duplicate names, the router last, routes naming known clusters...).
     Constraint,
     /// An `Any` holds a different type than the caller of [`crate::unpack`] expects.
     TypeMismatch,
+    /// A field, value or extension Envoy supports and weft does not (yet); the message names the
+    /// resource and the field. See `docs/proxy-support.md`.
+    Unsupported,
     /// The embedded descriptors are unusable: a build problem, never the user's fault.
     Internal,
 }

@@ -6,10 +6,13 @@
 //! - [`unpack`]: an extension's `typed_config` into its concrete type (TypedStruct included).
 //! - [`pgv::validate`]: the `validate.rules` checker, for messages that arrive another way (xDS).
 //! - [`model`]: weft's own typed proxy configuration, what the data plane runs.
+//! - [`convert_bootstrap`], [`load_bootstrap`]: a `Bootstrap` into that model, with Envoy's
+//!   defaults applied, Envoy's load-time checks made, and every unsupported field rejected.
 
 #![forbid(unsafe_code)]
 
 mod any;
+pub mod convert;
 mod descriptors;
 mod dump;
 mod error;
@@ -18,6 +21,7 @@ mod parse;
 pub mod pgv;
 
 pub use any::unpack;
+pub use convert::{convert_bootstrap, load_bootstrap};
 pub use descriptors::{message, pool};
 pub use dump::config_dump;
 pub use error::{ConfigError, ErrorKind};

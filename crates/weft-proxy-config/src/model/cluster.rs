@@ -30,7 +30,11 @@ pub struct Cluster {
     pub tls: Option<Arc<UpstreamTls>>,
     /// Protocol toward the endpoints.
     pub protocol: UpstreamProtocol,
-    /// Close idle upstream connections after this long.
+    /// Close idle upstream connections after this long (`common_http_protocol_options.
+    /// idle_timeout`). weft's default is **4s**, not Envoy's 1h: below the keep-alive timeout of
+    /// common servers, so a pooled connection is closed by weft before the server closes it and
+    /// no request races into a closing connection (Envoy's "503 UC"). Envoy's `0s` (disabled)
+    /// becomes `u32::MAX` seconds.
     pub idle_timeout: Duration,
     /// Requests per upstream connection before it is closed (`None`: unlimited).
     pub max_requests_per_connection: Option<u32>,
@@ -156,8 +160,8 @@ pub struct OutlierDetection {
     pub max_ejection_time: Duration,
     /// Most hosts ejected at once, percent (default 10).
     pub max_ejection_percent: u32,
-    /// Enforcement percentages (default 100 for consecutive 5xx and success rate, 0 for
-    /// gateway and local-origin failures, as in Envoy).
+    /// Enforcement percentages (default 100 for consecutive 5xx, local-origin failures and
+    /// success rate, 0 for gateway failures, as in Envoy).
     pub enforcing_consecutive_5xx: u32,
     /// See `enforcing_consecutive_5xx`.
     pub enforcing_consecutive_gateway_failure: u32,

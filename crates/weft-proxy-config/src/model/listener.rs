@@ -19,7 +19,8 @@ pub struct Listener {
     pub default_filter_chain: Option<Arc<FilterChain>>,
     /// Listener filters, in order.
     pub listener_filters: Vec<ListenerFilter>,
-    /// How long listener filters may wait for data (default 15s).
+    /// How long listener filters may wait for data (default 15s; zero disables the timeout,
+    /// as in Envoy).
     pub listener_filters_timeout: Duration,
     /// On that timeout, continue with what is known instead of closing (default false).
     pub continue_on_listener_filters_timeout: bool,
@@ -32,7 +33,8 @@ pub struct Listener {
     pub per_connection_buffer_limit_bytes: u32,
     /// Stats prefix (`listener.<prefix>.`); defaults to the address.
     pub stat_prefix: String,
-    /// Accept backlog (default 1024 in Envoy; the kernel caps it).
+    /// Accept backlog. Unset, Envoy leaves it to the kernel (`net.core.somaxconn` on Linux);
+    /// the default here is `i32::MAX`, which `listen(2)` lowers to somaxconn, the same.
     pub tcp_backlog_size: u32,
 }
 
