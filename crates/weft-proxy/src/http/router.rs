@@ -526,6 +526,8 @@ async fn attempts(
         return match (resp, err) {
             (Some(mut r), _) => {
                 strip_hop_by_hop(r.headers_mut(), false);
+                // The downstream codec speaks its own version, whatever the upstream spoke.
+                *r.version_mut() = Version::HTTP_11;
                 r
             }
             (None, Some(e)) => {

@@ -133,7 +133,13 @@ async fn handle_connection(
     let mut buf = BytesMut::new();
     if want_tls || want_http {
         let inspect = inspect_stream(&mut stream, &mut buf, want_tls, want_http, &mut info);
-        match tokio::time::timeout(cfg.listener_filters_timeout, inspect).await {
+        // A zero listener_filters_timeout disables the timeout, as in Envoy.
+        let outcome = if cfg.listener_filters_timeout.is_zero() {
+            Ok(inspect.await)
+        } else {
+            tokio::time::timeout(cfg.listener_filters_timeout, inspect).await
+        };
+        match outcome {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) if cfg.continue_on_listener_filters_timeout => {}
