@@ -48,6 +48,8 @@ pub struct RouterOutcome {
     pub upstream_host: Option<std::net::SocketAddr>,
     /// Cluster used.
     pub cluster: Option<String>,
+    /// The response came from the upstream (not a local reply).
+    pub upstream_responded: bool,
 }
 
 /// A request body that can be replayed (buffered) or only sent once (streaming).
@@ -97,14 +99,6 @@ pub async fn forward(
 
     strip_hop_by_hop(&mut parts.headers, false);
     let timeout = route_timeout(target, &parts.headers);
-    if !ds.conn.router.suppress_envoy_headers
-        && let Some(t) = timeout
-    {
-        parts.headers.insert(
-            "x-envoy-expected-rq-timeout-ms",
-            HeaderValue::from(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-        );
-    }
     let hash = request_hash(&target.hash_policy, &parts.headers, ds);
 
     // Buffer small bodies so retries and mirrors can replay them.
@@ -159,7 +153,7 @@ pub async fn forward(
         },
         None => attempt.await,
     };
-    if !ds.conn.router.suppress_envoy_headers && outcome.upstream_host.is_some() {
+    if !ds.conn.router.suppress_envoy_headers && outcome.upstream_responded {
         resp.headers_mut().insert(
             "x-envoy-upstream-service-time",
             HeaderValue::from(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
@@ -441,13 +435,21 @@ async fn attempts(
         };
         let mut req = Request::from_parts(clone_parts(parts), body);
         *req.uri_mut() = upstream_uri(&parts.uri, &parts.headers, http2, shared.tls.is_some());
+        let per_try = policy.and_then(|p| p.per_try_timeout);
+        if let Some(expected) = expected_timeout(timeout, per_try, (attempt > 1).then_some(started))
+            && !ds.conn.router.suppress_envoy_headers
+        {
+            req.headers_mut().insert(
+                "x-envoy-expected-rq-timeout-ms",
+                HeaderValue::from(u64::try_from(expected.as_millis()).unwrap_or(u64::MAX)),
+            );
+        }
         if attempt > 1 && policy.is_some() && ds.vhost_attempt_count {
             req.headers_mut()
                 .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
         }
         inc(&shared.stats.upstream_rq_total);
         host.active_requests.fetch_add(1, Ordering::Relaxed);
-        let per_try = policy.and_then(|p| p.per_try_timeout);
         let result = send_once(&host, http2, req, per_try).await;
         host.active_requests.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
@@ -525,6 +527,7 @@ async fn attempts(
         }
         return match (resp, err) {
             (Some(mut r), _) => {
+                outcome.upstream_responded = true;
                 strip_hop_by_hop(r.headers_mut(), false);
                 // The downstream codec speaks its own version, whatever the upstream spoke.
                 *r.version_mut() = Version::HTTP_11;
@@ -566,6 +569,22 @@ async fn send_once(
             }),
         },
         None => fut.await,
+    }
+}
+
+/// What the upstream is told to expect (`x-envoy-expected-rq-timeout-ms`): the per-try
+/// timeout, bounded by what is left of the route timeout (the whole timeout on the first
+/// attempt, `started` is then `None`), as Envoy computes it per attempt.
+fn expected_timeout(
+    route: Option<Duration>,
+    per_try: Option<Duration>,
+    started: Option<Instant>,
+) -> Option<Duration> {
+    let remaining = route.map(|t| started.map_or(t, |s| t.saturating_sub(s.elapsed())));
+    match (remaining, per_try) {
+        (Some(r), Some(p)) => Some(r.min(p)),
+        (Some(r), None) => Some(r),
+        (None, p) => p,
     }
 }
 
