@@ -222,6 +222,7 @@ mod tests {
     #[test]
     fn civil_dates() {
         assert_eq!(super::civil_from_days(0), (1970, 1, 1));
-        assert_eq!(super::civil_from_days(20_779), (2026, 11, 21));
+        assert_eq!(super::civil_from_days(20778), (2026, 11, 21));
+        assert_eq!(super::civil_from_days(11_016), (2000, 2, 29));
     }
 }

@@ -175,7 +175,14 @@ async fn routing_matches_envoy() {
     )
     .await;
 
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Option<(u32, u16)>)> = vec![
+    // (host, path, request headers, make the upstream fail the next N requests with a status)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Option<(u32, u16)>,
+    );
+    let cases: Vec<Case<'_>> = vec![
         ("api.example.com", "/", vec![], None),
         ("v1.api.example.com", "/v2/users", vec![], None),
         (
