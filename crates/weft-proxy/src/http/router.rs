@@ -97,6 +97,9 @@ pub async fn forward(
     };
     outcome.cluster = Some(cluster_name);
 
+    if let Some(kind) = upgrade_type(&parts.headers) {
+        return upgrade(target, &kind, parts, body, ds, &cluster, outcome).await;
+    }
     strip_hop_by_hop(&mut parts.headers, false);
     let timeout = route_timeout(target, &parts.headers);
     let hash = request_hash(&target.hash_policy, &parts.headers, ds);
@@ -159,6 +162,100 @@ pub async fn forward(
             HeaderValue::from(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
         );
     }
+    resp
+}
+
+/// The protocol an HTTP/1.1 request asks to upgrade to (`Connection: upgrade` plus
+/// `Upgrade: <type>`), lowercased.
+fn upgrade_type(headers: &HeaderMap) -> Option<String> {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !connection_upgrade {
+        return None;
+    }
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+}
+
+/// Forwards an upgrade request (WebSocket and the like) when the connection manager or the route
+/// enables its type: HTTP/1.1 upstream, no retries; on `101` both connections are spliced.
+/// A type that is not enabled gets Envoy's 403.
+async fn upgrade(
+    target: &RouteTarget,
+    kind: &str,
+    mut parts: http::request::Parts,
+    body: Body,
+    ds: &Downstream<'_>,
+    cluster: &Arc<ClusterRuntime>,
+    outcome: &mut RouterOutcome,
+) -> Response<Body> {
+    let route_says = target
+        .upgrade_configs
+        .iter()
+        .find(|(t, _)| t == kind)
+        .map(|(_, enabled)| *enabled);
+    let hcm_says = ds
+        .conn
+        .hcm
+        .upgrades
+        .iter()
+        .any(|u| u.eq_ignore_ascii_case(kind));
+    if !route_says.unwrap_or(hcm_says) {
+        return local_reply::reply(403, "");
+    }
+    strip_hop_by_hop(&mut parts.headers, true);
+    let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let host = match cluster.pick(None, &[], 1) {
+        Ok(h) => h,
+        Err(e) => {
+            outcome.flags.push(e.flag());
+            return local_reply::upstream_failure(&e);
+        }
+    };
+    let mut req = Request::from_parts(parts, body);
+    *req.uri_mut() = upstream_uri(
+        req.uri(),
+        req.headers(),
+        false,
+        cluster.shared.tls.is_some(),
+    );
+    let checkout = match host.pool.checkout(false).await {
+        Ok(c) => c,
+        Err(e) => {
+            outcome.flags.push(e.flag());
+            return local_reply::upstream_failure(&e);
+        }
+    };
+    outcome.upstream_host = Some(host.address);
+    let mut resp = match checkout.send(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            outcome.flags.push(e.error.flag());
+            return local_reply::upstream_failure(&e.error);
+        }
+    };
+    outcome.upstream_responded = true;
+    cluster.shared.stats.record_status(resp.status().as_u16());
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        let upstream = hyper::upgrade::on(&mut resp);
+        if let Some(downstream) = downstream {
+            tokio::spawn(async move {
+                let (Ok(d), Ok(u)) = futures_util::future::join(downstream, upstream).await else {
+                    return;
+                };
+                let mut d = hyper_util::rt::TokioIo::new(d);
+                let mut u = hyper_util::rt::TokioIo::new(u);
+                let _ = tokio::io::copy_bidirectional(&mut d, &mut u).await;
+            });
+        }
+    }
+    *resp.version_mut() = Version::HTTP_11;
     resp
 }
 
