@@ -247,11 +247,16 @@ impl Proxy {
                 ),
                 NetworkFilter::Tcp(_) => None,
             };
+            let http_filters = match &c.filter {
+                NetworkFilter::Http(h) => Some(Arc::new(crate::http::filters::HcmFilters::new(h))),
+                NetworkFilter::Tcp(_) => None,
+            };
             Ok(ChainRuntime {
                 chain: c.clone(),
                 tls,
                 tls_watcher,
                 http_stats,
+                http_filters,
             })
         };
         let chains = l

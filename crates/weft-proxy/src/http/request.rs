@@ -38,6 +38,8 @@ pub struct ConnContext {
     pub router: RouterFilter,
     /// The connection manager's stats.
     pub stats: Arc<HttpStats>,
+    /// State of its HTTP filters (rate-limit buckets, filter stats), shared by its connections.
+    pub filters: Arc<super::filters::HcmFilters>,
 }
 
 impl ConnContext {
@@ -273,7 +275,14 @@ async fn run_filters(
 ) -> Response<Body> {
     use super::filters::{Decoded, FilterChain};
 
-    let mut chain = FilterChain::new(hcm, matched, target, weighted, &parts.headers);
+    let mut chain = FilterChain::new(
+        hcm,
+        ds.conn.filters.clone(),
+        matched,
+        target,
+        weighted,
+        &parts.headers,
+    );
     let mut resp = match chain.decode(&mut parts, outcome).await {
         Decoded::Router => {
             router::forward(target, weighted, parts, body, ds, random, outcome).await

@@ -46,6 +46,8 @@ pub struct ChainRuntime {
     pub tls_watcher: Option<crate::tls::TlsWatcher>,
     /// HTTP stats (for HTTP chains), shared across generations by stat prefix.
     pub http_stats: Option<Arc<HttpStats>>,
+    /// HTTP filter state (for HTTP chains), shared by the chain's connections.
+    pub http_filters: Option<Arc<crate::http::filters::HcmFilters>>,
 }
 
 /// Binds a listener's socket: `SO_REUSEADDR`, and `SO_REUSEPORT` so a new generation (or a new
@@ -186,6 +188,10 @@ async fn handle_connection(
                 })
                 .unwrap_or_else(RouterFilter::default);
             let stats = chain.http_stats.clone().unwrap_or_default();
+            let filters = chain
+                .http_filters
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::http::filters::HcmFilters::new(hcm)));
             let cx = Arc::new(ConnContext {
                 addrs,
                 tls,
@@ -193,6 +199,7 @@ async fn handle_connection(
                 hcm: hcm.clone(),
                 router,
                 stats,
+                filters,
             });
             crate::http::serve_connection(io, cx, drain).await;
         }

@@ -20,7 +20,7 @@ pub mod fault;
 pub mod local_ratelimit;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use http::{HeaderMap, Response};
 use parking_lot::Mutex;
@@ -70,6 +70,7 @@ impl<'a> FilterChain<'a> {
     /// cluster the route picked (for the fault filter's `upstream_cluster`).
     pub fn new(
         hcm: &'a Arc<HttpConnectionManager>,
+        state: Arc<HcmFilters>,
         matched: &'a Matched<'a, PerFilterConfig>,
         target: &RouteTarget,
         weighted: Option<&WeightedTarget>,
@@ -77,7 +78,7 @@ impl<'a> FilterChain<'a> {
     ) -> Self {
         Self {
             filters: &hcm.http_filters,
-            state: HcmFilters::of(hcm),
+            state,
             matched,
             cluster: cluster_name(target, weighted, headers),
             cors_responses: Vec::new(),
@@ -229,29 +230,10 @@ pub struct HcmFilters {
     origin_matchers: Mutex<HashMap<usize, Arc<cors::OriginMatcher>>>,
 }
 
-/// Connection manager configurations with filter state. Weak keys: an entry dies with its
-/// configuration (pruned when the next one is added); while the weak pointer exists the address
-/// cannot be reused by another configuration.
-type Registry = Vec<(Weak<HttpConnectionManager>, Arc<HcmFilters>)>;
-static REGISTRY: Mutex<Registry> = Mutex::new(Vec::new());
-
 impl HcmFilters {
-    /// The state of `hcm`, created on first use.
-    pub fn of(hcm: &Arc<HttpConnectionManager>) -> Arc<Self> {
-        let mut registry = REGISTRY.lock();
-        if let Some((_, state)) = registry
-            .iter()
-            .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(hcm)))
-        {
-            return state.clone();
-        }
-        registry.retain(|(w, _)| w.strong_count() > 0);
-        let state = Arc::new(Self::new(hcm));
-        registry.push((Arc::downgrade(hcm), state.clone()));
-        state
-    }
-
-    fn new(hcm: &HttpConnectionManager) -> Self {
+    /// Filter state for a connection manager configuration; built once per filter chain
+    /// and shared by its connections.
+    pub fn new(hcm: &HttpConnectionManager) -> Self {
         Self {
             fault_stats: registered(&FAULT_STATS, &format!("http.{}.fault", hcm.stat_prefix)),
             cors_stats: registered(&CORS_STATS, &format!("http.{}.cors", hcm.stat_prefix)),

@@ -668,32 +668,6 @@ fn http_body_text(resp: http::Response<crate::Body>) -> String {
 
 // ---- shared state ----
 
-#[test]
-fn registry_keeps_one_state_per_configuration() {
-    let routes = weft_proxy_route::RouteConfiguration::<PerFilterConfig>::default();
-    let hcm = |prefix: &str| {
-        let mut h = sample_hcm(routes.clone());
-        h.stat_prefix = prefix.into();
-        Arc::new(h)
-    };
-    let a = hcm("reg_a");
-    let b = hcm("reg_b");
-    let sa = HcmFilters::of(&a);
-    assert!(Arc::ptr_eq(&sa, &HcmFilters::of(&a)));
-    assert!(!Arc::ptr_eq(&sa, &HcmFilters::of(&b)));
-    let a_ptr = Arc::as_ptr(&a);
-    drop(a);
-    // Adding a configuration prunes the state of dropped ones.
-    let c = hcm("reg_c");
-    let _ = HcmFilters::of(&c);
-    assert!(
-        !REGISTRY
-            .lock()
-            .iter()
-            .any(|(w, _)| std::ptr::eq(w.as_ptr(), a_ptr))
-    );
-}
-
 pub(super) fn sample_hcm(
     routes: weft_proxy_route::RouteConfiguration<PerFilterConfig>,
 ) -> HttpConnectionManager {
