@@ -668,39 +668,3 @@ fn http_body_text(resp: http::Response<crate::Body>) -> String {
 
 // ---- shared state ----
 
-pub(super) fn sample_hcm(
-    routes: weft_proxy_route::RouteConfiguration<PerFilterConfig>,
-) -> HttpConnectionManager {
-    use weft_proxy_config::model::*;
-    HttpConnectionManager {
-        stat_prefix: "unit".into(),
-        route_config: Arc::new(RouteTable::new(routes).unwrap()),
-        codec: CodecType::Auto,
-        http_filters: vec![HttpFilter::Router(RouterFilter::default())],
-        normalize_path: false,
-        merge_slashes: false,
-        escaped_slashes: EscapedSlashesAction::KeepUnchanged,
-        max_request_headers_kb: 60,
-        max_headers_count: 100,
-        headers_with_underscores: UnderscoreHeaderAction::Allow,
-        idle_timeout: None,
-        stream_idle_timeout: None,
-        request_timeout: None,
-        request_headers_timeout: None,
-        max_stream_duration: None,
-        drain_timeout: Duration::from_secs(5),
-        generate_request_id: false,
-        preserve_external_request_id: false,
-        always_set_request_id_in_response: false,
-        use_remote_address: false,
-        xff_num_trusted_hops: 0,
-        skip_xff_append: false,
-        via: String::new(),
-        server_name: "envoy".into(),
-        server_header_transformation: ServerHeaderTransformation::Overwrite,
-        strip_matching_host_port: false,
-        strip_any_host_port: false,
-        upgrades: vec![],
-        http2: Http2Settings::default(),
-    }
-}
