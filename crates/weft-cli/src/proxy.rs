@@ -103,16 +103,12 @@ async fn serve(args: Args) -> Result<(), String> {
         loaded.config.node.id.clone(),
         loaded.config.node.cluster.clone(),
     );
-    proxy
-        .apply(loaded.config)
-        .await
-        .map_err(|e| e.to_string())?;
     let bootstrap = Arc::new(arc_swap::ArcSwap::from_pointee(loaded.bootstrap));
     let (quit_tx, mut quit_rx) = watch::channel(false);
     let drain_time = Duration::from_secs(args.drain_time_s);
     let admin = Arc::new(AdminContext {
         proxy: proxy.clone(),
-        state: AtomicU8::new(server_state::LIVE),
+        state: AtomicU8::new(server_state::PRE_INITIALIZING),
         config_dump: {
             let bootstrap = bootstrap.clone();
             Box::new(move || weft_proxy_config::config_dump(&bootstrap.load(), &now_rfc3339()))
@@ -121,12 +117,19 @@ async fn serve(args: Args) -> Result<(), String> {
         drain_time,
         node,
     });
+    // Admin first, as Envoy does: it answers (`/ready` says PRE_INITIALIZING) while
+    // listeners come up.
     if let Some(addr) = admin_addr {
         let bound = weft_proxy::admin::serve(addr, admin.clone())
             .await
             .map_err(|e| format!("admin {addr}: {e}"))?;
         tracing::info!(%bound, "admin listening");
     }
+    proxy
+        .apply(loaded.config)
+        .await
+        .map_err(|e| e.to_string())?;
+    admin.state.store(server_state::LIVE, Ordering::Relaxed);
     for (name, addr) in proxy.listeners() {
         tracing::info!(listener = %name, %addr, "listening");
     }

@@ -40,6 +40,9 @@ pub struct ConnContext {
     pub stats: Arc<HttpStats>,
     /// State of its HTTP filters (rate-limit buckets, filter stats), shared by its connections.
     pub filters: Arc<super::filters::HcmFilters>,
+    /// Set when the connection drains: HTTP/1.1 responses then carry `connection: close`, so
+    /// clients stop reusing the connection before it closes (Envoy's drain sequence).
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl ConnContext {
@@ -81,7 +84,12 @@ pub async fn handle(req: Request<Incoming>, cx: Arc<ConnContext>) -> Response<Bo
     let stats = cx.stats.clone();
     inc(&stats.downstream_rq_total);
     stats.downstream_rq_active.fetch_add(1, Ordering::Relaxed);
+    let http1 = req.version() != http::Version::HTTP_2;
     let mut resp = handle_inner(req, &cx).await;
+    if http1 && cx.draining.load(Ordering::Relaxed) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     stats.downstream_rq_active.fetch_sub(1, Ordering::Relaxed);
     stats.record_status(resp.status().as_u16());
     finish_response(&mut resp, &cx.hcm);

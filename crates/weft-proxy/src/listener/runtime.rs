@@ -200,6 +200,7 @@ async fn handle_connection(
                 router,
                 stats,
                 filters,
+                draining: std::sync::atomic::AtomicBool::new(false),
             });
             crate::http::serve_connection(io, cx, drain).await;
         }

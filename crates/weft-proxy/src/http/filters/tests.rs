@@ -667,4 +667,3 @@ fn http_body_text(resp: http::Response<crate::Body>) -> String {
 }
 
 // ---- shared state ----
-
