@@ -116,7 +116,7 @@ where
         last: last.clone(),
         start,
     };
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, 16 * 1024, 16 * 1024);
+    let copy = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, 64 * 1024, 64 * 1024);
     let Some(idle) = idle else {
         return copy.await;
     };

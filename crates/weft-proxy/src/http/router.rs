@@ -427,6 +427,9 @@ fn mirror(
             *req.method_mut() = method;
             *req.uri_mut() = upstream_uri(&uri, &headers, http2, scheme_https);
             *req.headers_mut() = headers;
+            if http2 {
+                req.headers_mut().remove(header::HOST);
+            }
             if let Ok(c) = host.pool.checkout(http2).await
                 && let Ok(resp) = c.send(req).await
             {
@@ -532,6 +535,11 @@ async fn attempts(
         };
         let mut req = Request::from_parts(clone_parts(parts), body);
         *req.uri_mut() = upstream_uri(&parts.uri, &parts.headers, http2, shared.tls.is_some());
+        if http2 {
+            // HTTP/2 carries the host as `:authority` (taken from the URI); a `host` header as
+            // well is a protocol error to strict servers such as nginx.
+            req.headers_mut().remove(header::HOST);
+        }
         let per_try = policy.and_then(|p| p.per_try_timeout);
         if let Some(expected) = expected_timeout(timeout, per_try, (attempt > 1).then_some(started))
             && !ds.conn.router.suppress_envoy_headers
