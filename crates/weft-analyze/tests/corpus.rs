@@ -1,5 +1,5 @@
 //! The configuration corpus as a specification:
-//! - every example under `examples/` loads and analyzes without a single finding;
+//! - every example under `examples/istio/` loads and analyzes without a single finding;
 //! - every defective file under `testdata/invalid/` yields exactly the findings its
 //!   `# expect: CODE LINE` header lines list;
 //! - every example resource survives load → serialize → load unchanged.
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use weft_api::load::{LoadResult, Loader};
 
 fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/istio")
 }
 
 fn invalid_dir() -> PathBuf {

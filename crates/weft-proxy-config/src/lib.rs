@@ -16,6 +16,7 @@ pub mod convert;
 mod descriptors;
 mod dump;
 mod error;
+pub mod fuzzing;
 pub mod model;
 mod parse;
 pub mod pgv;

@@ -120,11 +120,16 @@ impl UpstreamError {
     /// Envoy's local-reply body and status for this failure.
     pub fn local_reply(&self) -> (u16, String) {
         match self {
-            Self::ConnectFailure(detail) => (
+            // Envoy adds a transport failure reason only for TLS failures.
+            Self::ConnectFailure(detail) if detail.starts_with("TLS error") => (
                 503,
                 format!(
-                    "upstream connect error or disconnect/reset before headers. reset reason: connection failure, transport failure reason: {detail}"
+                    "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: {detail}"
                 ),
+            ),
+            Self::ConnectFailure(_) => (
+                503,
+                "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure".to_owned(),
             ),
             Self::ConnectTimeout => (
                 503,

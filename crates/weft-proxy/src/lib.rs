@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod fuzzing;
 pub mod http;
 pub mod io;
 pub mod listener;

@@ -247,11 +247,16 @@ impl Proxy {
                 ),
                 NetworkFilter::Tcp(_) => None,
             };
+            let http_filters = match &c.filter {
+                NetworkFilter::Http(h) => Some(Arc::new(crate::http::filters::HcmFilters::new(h))),
+                NetworkFilter::Tcp(_) => None,
+            };
             Ok(ChainRuntime {
                 chain: c.clone(),
                 tls,
                 tls_watcher,
                 http_stats,
+                http_filters,
             })
         };
         let chains = l
@@ -294,19 +299,25 @@ fn retire(l: ActiveListener) {
     l.task.abort();
 }
 
-/// Starts a new cluster's background work (DNS refresh, outlier intervals, idle sweeps); each
-/// task ends when the cluster is dropped. DNS clusters are resolved once before returning, as
-/// Envoy warms clusters before using them.
+/// Starts a new cluster's background work (DNS refresh, active health checks, outlier
+/// intervals, idle sweeps); each task ends when the cluster is dropped. DNS clusters are
+/// resolved once, and hosts health checked once, before returning, as Envoy warms clusters
+/// before using them.
 async fn start_cluster_tasks(cluster: Weak<ClusterRuntime>) {
     let Some(c) = cluster.upgrade() else { return };
     let config: Arc<Cluster> = c.shared.config.clone();
-    if matches!(
+    let dns = matches!(
         config.discovery,
         Discovery::StrictDns | Discovery::LogicalDns
-    ) {
-        let targets = c.dns_targets();
+    );
+    let targets = c.dns_targets();
+    if dns {
         let resolved = resolve_all(&targets, config.dns_lookup_family).await;
         c.set_resolved(&resolved);
+    }
+    // Active health checking; returns once every host has had its first check (warming).
+    let health_checker = crate::upstream::health::HealthChecker::start(&c).await;
+    if dns {
         let weak = cluster.clone();
         let rate = config.dns_refresh_rate;
         tokio::spawn(async move {
@@ -315,6 +326,10 @@ async fn start_cluster_tasks(cluster: Weak<ClusterRuntime>) {
                 let Some(c) = weak.upgrade() else { return };
                 let resolved = resolve_all(&targets, c.shared.config.dns_lookup_family).await;
                 c.set_resolved(&resolved);
+                // New hosts fail active health checking until their first check passes.
+                if let Some(hc) = &health_checker {
+                    hc.sync_hosts(&c);
+                }
             }
         });
     }

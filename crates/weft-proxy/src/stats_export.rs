@@ -57,8 +57,36 @@ pub fn collect(proxy: &Proxy) -> Vec<Stat> {
             out.push(http_stat(&prefix, stat, v, false));
         }
     }
+    for (name, v) in crate::http::filters::counters() {
+        out.push(named_stat(
+            &name,
+            i64::try_from(v).unwrap_or(i64::MAX),
+            true,
+        ));
+    }
+    for (name, v) in crate::http::filters::gauges() {
+        out.push(named_stat(&name, v, false));
+    }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// A stat known by its full Envoy name; `http.<prefix>.<rest>` gets the connection manager tag.
+fn named_stat(name: &str, value: i64, counter: bool) -> Stat {
+    let (metric, tags) = match name.strip_prefix("http.").and_then(|r| r.split_once('.')) {
+        Some((prefix, rest)) => (
+            format!("envoy_http_{}", rest.replace('.', "_")),
+            vec![("envoy_http_conn_manager_prefix", prefix.to_owned())],
+        ),
+        None => (format!("envoy_{}", name.replace('.', "_")), Vec::new()),
+    };
+    Stat {
+        name: name.to_owned(),
+        metric,
+        tags,
+        value,
+        counter,
+    }
 }
 
 fn class_of(stat: &str) -> Option<(&str, char)> {

@@ -43,7 +43,6 @@ fn route_error(e: &r::RouteConfigError, path: &str) -> ConfigError {
         r::RouteConfigError::DuplicateDomain { field, .. }
         | r::RouteConfigError::MultipleDefaultVirtualHosts { field, .. }
         | r::RouteConfigError::InvalidRegex { field, .. }
-        | r::RouteConfigError::UnknownRetryOn { field, .. }
         | r::RouteConfigError::UnknownCommandOperator { field, .. }
         | r::RouteConfigError::Invalid { field, .. } => field.as_str(),
         _ => "",
@@ -579,7 +578,8 @@ fn retry_policy(p: &pb::RetryPolicy, path: &str) -> Result<r::RetryPolicyConfig,
         previous_hosts = true;
     }
     Ok(r::RetryPolicyConfig {
-        retry_on: known_retry_on(&p.retry_on),
+        // Unknown names are ignored by the route crate, as by Envoy.
+        retry_on: p.retry_on.clone(),
         num_retries: p.num_retries.as_ref().map(|v| v.value),
         per_try_timeout: opt_duration(p.per_try_timeout.as_ref(), &at(path, "per_try_timeout"))?,
         per_try_idle_timeout: opt_duration(
@@ -622,18 +622,6 @@ fn retry_policy(p: &pb::RetryPolicy, path: &str) -> Result<r::RetryPolicyConfig,
             .map(|(i, h)| header_matcher(h, &at(path, &format!("retriable_request_headers[{i}]"))))
             .collect::<Result<_, _>>()?,
     })
-}
-
-/// Envoy ignores `retry_on` names it does not know (`RetryPolicyImpl` ORs the known bits);
-/// weft-proxy-route rejects them. Dropping them here makes a bootstrap Envoy loads load in weft
-/// too, with Envoy's behaviour.
-pub(crate) fn known_retry_on(retry_on: &str) -> String {
-    retry_on
-        .split(',')
-        .map(str::trim)
-        .filter(|name| r::RetryOn::KNOWN_NAMES.contains(name))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn mirror_policies(

@@ -696,12 +696,6 @@ request_mirror_policies: [{cluster: backend, runtime_fraction: {default_value: {
 }
 
 #[test]
-fn unknown_retry_on_names_are_dropped_like_envoy() {
-    assert_eq!(route::known_retry_on("5xx, bogus ,reset"), "5xx,reset");
-    assert_eq!(route::known_retry_on("bogus"), "");
-}
-
-#[test]
 fn route_table_errors_carry_the_full_path() {
     let hcm_route = "            - name: vh2\n              domains: [\"*\"]\n              routes: [{match: {prefix: /}, route: {cluster: backend}}]";
     let yaml = http("", "", "", "").replace(

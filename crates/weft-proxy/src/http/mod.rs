@@ -1,6 +1,7 @@
 //! The HTTP connection manager: serves HTTP/1.1 and HTTP/2 (prior knowledge, h2c, or ALPN) on a
 //! downstream connection and runs each request through routing, filters and the router.
 
+pub mod filters;
 pub mod local_reply;
 pub mod path;
 pub mod request;
@@ -104,10 +105,22 @@ where
     let result = loop {
         tokio::select! {
             r = conn.as_mut() => break r,
-            changed = drain.changed() => {
+            changed = drain.changed(), if !cx.draining.load(Ordering::Relaxed) => {
                 if changed.is_err() || *drain.borrow() {
-                    conn.as_mut().graceful_shutdown();
-                    break conn.as_mut().await;
+                    // Envoy's drain sequence: from now on HTTP/1.1 responses say
+                    // `connection: close` (clients stop reusing the connection without racing
+                    // a close); after `drain_timeout` the connection closes gracefully (HTTP/2
+                    // gets GOAWAY), finishing requests in flight.
+                    cx.draining.store(true, Ordering::Relaxed);
+                    let grace = tokio::time::sleep(hcm.drain_timeout);
+                    tokio::pin!(grace);
+                    tokio::select! {
+                        r = conn.as_mut() => break r,
+                        () = &mut grace => {
+                            conn.as_mut().graceful_shutdown();
+                            break conn.as_mut().await;
+                        }
+                    }
                 }
             }
             () = sleep_or_forever(idle) => {

@@ -10,9 +10,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use weft_proxy_config::model::{
-    HttpConnectionManager, HttpFilter, RouterFilter, ServerHeaderTransformation,
-};
+use weft_proxy_config::model::{HttpConnectionManager, RouterFilter, ServerHeaderTransformation};
 use weft_proxy_lb::RandomSource;
 use weft_proxy_route::{HeaderFormatter, RequestView, RouteEntryAction};
 
@@ -40,6 +38,11 @@ pub struct ConnContext {
     pub router: RouterFilter,
     /// The connection manager's stats.
     pub stats: Arc<HttpStats>,
+    /// State of its HTTP filters (rate-limit buckets, filter stats), shared by its connections.
+    pub filters: Arc<super::filters::HcmFilters>,
+    /// Set when the connection drains: HTTP/1.1 responses then carry `connection: close`, so
+    /// clients stop reusing the connection before it closes (Envoy's drain sequence).
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl ConnContext {
@@ -81,7 +84,12 @@ pub async fn handle(req: Request<Incoming>, cx: Arc<ConnContext>) -> Response<Bo
     let stats = cx.stats.clone();
     inc(&stats.downstream_rq_total);
     stats.downstream_rq_active.fetch_add(1, Ordering::Relaxed);
+    let http1 = req.version() != http::Version::HTTP_2;
     let mut resp = handle_inner(req, &cx).await;
+    if http1 && cx.draining.load(Ordering::Relaxed) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     stats.downstream_rq_active.fetch_sub(1, Ordering::Relaxed);
     stats.record_status(resp.status().as_u16());
     finish_response(&mut resp, &cx.hcm);
@@ -225,7 +233,8 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
             };
             let mut outcome = RouterOutcome::default();
             let mut resp = run_filters(
-                &cx.hcm.http_filters,
+                &cx.hcm,
+                &matched,
                 target,
                 weighted,
                 parts,
@@ -258,29 +267,38 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
     resp
 }
 
+/// The HTTP filters (fault, CORS, local rate limit) in configuration order, then the router;
+/// the response goes back through the filters the request passed (see [`super::filters`]).
 #[allow(clippy::too_many_arguments)]
 async fn run_filters(
-    filters: &[HttpFilter],
+    hcm: &Arc<HttpConnectionManager>,
+    matched: &weft_proxy_route::Matched<'_, weft_proxy_config::model::PerFilterConfig>,
     target: &weft_proxy_route::RouteTarget,
     weighted: Option<&weft_proxy_route::WeightedTarget>,
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     body: Body,
     ds: &Downstream<'_>,
     random: u64,
     outcome: &mut RouterOutcome,
 ) -> Response<Body> {
-    for f in filters {
-        match f {
-            HttpFilter::Router(_) => {
-                return router::forward(target, weighted, parts, body, ds, random, outcome).await;
-            }
-            // Conversion rejects filters the proxy does not run yet, so a configuration that
-            // reaches here never names one.
-            HttpFilter::Fault(_) | HttpFilter::Cors | HttpFilter::LocalRateLimit(_) => {}
+    use super::filters::{Decoded, FilterChain};
+
+    let mut chain = FilterChain::new(
+        hcm,
+        ds.conn.filters.clone(),
+        matched,
+        target,
+        weighted,
+        &parts.headers,
+    );
+    let mut resp = match chain.decode(&mut parts, outcome).await {
+        Decoded::Router => {
+            router::forward(target, weighted, parts, body, ds, random, outcome).await
         }
-    }
-    // No router: Envoy answers 404 for a filter chain that ends without one.
-    local_reply::reply(404, "")
+        Decoded::Respond(resp) => resp,
+    };
+    chain.encode(&mut resp);
+    resp
 }
 
 fn redirect_code(

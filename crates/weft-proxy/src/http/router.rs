@@ -48,6 +48,8 @@ pub struct RouterOutcome {
     pub upstream_host: Option<std::net::SocketAddr>,
     /// Cluster used.
     pub cluster: Option<String>,
+    /// The response came from the upstream (not a local reply).
+    pub upstream_responded: bool,
 }
 
 /// A request body that can be replayed (buffered) or only sent once (streaming).
@@ -95,16 +97,11 @@ pub async fn forward(
     };
     outcome.cluster = Some(cluster_name);
 
+    if let Some(kind) = upgrade_type(&parts.headers) {
+        return upgrade(target, &kind, parts, body, ds, &cluster, outcome).await;
+    }
     strip_hop_by_hop(&mut parts.headers, false);
     let timeout = route_timeout(target, &parts.headers);
-    if !ds.conn.router.suppress_envoy_headers
-        && let Some(t) = timeout
-    {
-        parts.headers.insert(
-            "x-envoy-expected-rq-timeout-ms",
-            HeaderValue::from(u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-        );
-    }
     let hash = request_hash(&target.hash_policy, &parts.headers, ds);
 
     // Buffer small bodies so retries and mirrors can replay them.
@@ -159,12 +156,106 @@ pub async fn forward(
         },
         None => attempt.await,
     };
-    if !ds.conn.router.suppress_envoy_headers && outcome.upstream_host.is_some() {
+    if !ds.conn.router.suppress_envoy_headers && outcome.upstream_responded {
         resp.headers_mut().insert(
             "x-envoy-upstream-service-time",
             HeaderValue::from(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
         );
     }
+    resp
+}
+
+/// The protocol an HTTP/1.1 request asks to upgrade to (`Connection: upgrade` plus
+/// `Upgrade: <type>`), lowercased.
+fn upgrade_type(headers: &HeaderMap) -> Option<String> {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !connection_upgrade {
+        return None;
+    }
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+}
+
+/// Forwards an upgrade request (WebSocket and the like) when the connection manager or the route
+/// enables its type: HTTP/1.1 upstream, no retries; on `101` both connections are spliced.
+/// A type that is not enabled gets Envoy's 403.
+async fn upgrade(
+    target: &RouteTarget,
+    kind: &str,
+    mut parts: http::request::Parts,
+    body: Body,
+    ds: &Downstream<'_>,
+    cluster: &Arc<ClusterRuntime>,
+    outcome: &mut RouterOutcome,
+) -> Response<Body> {
+    let route_says = target
+        .upgrade_configs
+        .iter()
+        .find(|(t, _)| t == kind)
+        .map(|(_, enabled)| *enabled);
+    let hcm_says = ds
+        .conn
+        .hcm
+        .upgrades
+        .iter()
+        .any(|u| u.eq_ignore_ascii_case(kind));
+    if !route_says.unwrap_or(hcm_says) {
+        return local_reply::reply(403, "");
+    }
+    strip_hop_by_hop(&mut parts.headers, true);
+    let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let host = match cluster.pick(None, &[], 1) {
+        Ok(h) => h,
+        Err(e) => {
+            outcome.flags.push(e.flag());
+            return local_reply::upstream_failure(&e);
+        }
+    };
+    let mut req = Request::from_parts(parts, body);
+    *req.uri_mut() = upstream_uri(
+        req.uri(),
+        req.headers(),
+        false,
+        cluster.shared.tls.is_some(),
+    );
+    let checkout = match host.pool.checkout(false).await {
+        Ok(c) => c,
+        Err(e) => {
+            outcome.flags.push(e.flag());
+            return local_reply::upstream_failure(&e);
+        }
+    };
+    outcome.upstream_host = Some(host.address);
+    let mut resp = match checkout.send(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            outcome.flags.push(e.error.flag());
+            return local_reply::upstream_failure(&e.error);
+        }
+    };
+    outcome.upstream_responded = true;
+    cluster.shared.stats.record_status(resp.status().as_u16());
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        let upstream = hyper::upgrade::on(&mut resp);
+        if let Some(downstream) = downstream {
+            tokio::spawn(async move {
+                let (Ok(d), Ok(u)) = futures_util::future::join(downstream, upstream).await else {
+                    return;
+                };
+                let mut d = hyper_util::rt::TokioIo::new(d);
+                let mut u = hyper_util::rt::TokioIo::new(u);
+                let _ = tokio::io::copy_bidirectional(&mut d, &mut u).await;
+            });
+        }
+    }
+    *resp.version_mut() = Version::HTTP_11;
     resp
 }
 
@@ -441,13 +532,21 @@ async fn attempts(
         };
         let mut req = Request::from_parts(clone_parts(parts), body);
         *req.uri_mut() = upstream_uri(&parts.uri, &parts.headers, http2, shared.tls.is_some());
+        let per_try = policy.and_then(|p| p.per_try_timeout);
+        if let Some(expected) = expected_timeout(timeout, per_try, (attempt > 1).then_some(started))
+            && !ds.conn.router.suppress_envoy_headers
+        {
+            req.headers_mut().insert(
+                "x-envoy-expected-rq-timeout-ms",
+                HeaderValue::from(u64::try_from(expected.as_millis()).unwrap_or(u64::MAX)),
+            );
+        }
         if attempt > 1 && policy.is_some() && ds.vhost_attempt_count {
             req.headers_mut()
                 .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
         }
         inc(&shared.stats.upstream_rq_total);
         host.active_requests.fetch_add(1, Ordering::Relaxed);
-        let per_try = policy.and_then(|p| p.per_try_timeout);
         let result = send_once(&host, http2, req, per_try).await;
         host.active_requests.fetch_sub(1, Ordering::Relaxed);
         drop(permit);
@@ -525,7 +624,10 @@ async fn attempts(
         }
         return match (resp, err) {
             (Some(mut r), _) => {
+                outcome.upstream_responded = true;
                 strip_hop_by_hop(r.headers_mut(), false);
+                // The downstream codec speaks its own version, whatever the upstream spoke.
+                *r.version_mut() = Version::HTTP_11;
                 r
             }
             (None, Some(e)) => {
@@ -564,6 +666,22 @@ async fn send_once(
             }),
         },
         None => fut.await,
+    }
+}
+
+/// What the upstream is told to expect (`x-envoy-expected-rq-timeout-ms`): the per-try
+/// timeout, bounded by what is left of the route timeout (the whole timeout on the first
+/// attempt, `started` is then `None`), as Envoy computes it per attempt.
+fn expected_timeout(
+    route: Option<Duration>,
+    per_try: Option<Duration>,
+    started: Option<Instant>,
+) -> Option<Duration> {
+    let remaining = route.map(|t| started.map_or(t, |s| t.saturating_sub(s.elapsed())));
+    match (remaining, per_try) {
+        (Some(r), Some(p)) => Some(r.min(p)),
+        (Some(r), None) => Some(r),
+        (None, p) => p,
     }
 }
 

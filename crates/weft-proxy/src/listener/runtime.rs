@@ -46,6 +46,8 @@ pub struct ChainRuntime {
     pub tls_watcher: Option<crate::tls::TlsWatcher>,
     /// HTTP stats (for HTTP chains), shared across generations by stat prefix.
     pub http_stats: Option<Arc<HttpStats>>,
+    /// HTTP filter state (for HTTP chains), shared by the chain's connections.
+    pub http_filters: Option<Arc<crate::http::filters::HcmFilters>>,
 }
 
 /// Binds a listener's socket: `SO_REUSEADDR`, and `SO_REUSEPORT` so a new generation (or a new
@@ -133,7 +135,13 @@ async fn handle_connection(
     let mut buf = BytesMut::new();
     if want_tls || want_http {
         let inspect = inspect_stream(&mut stream, &mut buf, want_tls, want_http, &mut info);
-        match tokio::time::timeout(cfg.listener_filters_timeout, inspect).await {
+        // A zero listener_filters_timeout disables the timeout, as in Envoy.
+        let outcome = if cfg.listener_filters_timeout.is_zero() {
+            Ok(inspect.await)
+        } else {
+            tokio::time::timeout(cfg.listener_filters_timeout, inspect).await
+        };
+        match outcome {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) if cfg.continue_on_listener_filters_timeout => {}
@@ -180,6 +188,10 @@ async fn handle_connection(
                 })
                 .unwrap_or_else(RouterFilter::default);
             let stats = chain.http_stats.clone().unwrap_or_default();
+            let filters = chain
+                .http_filters
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::http::filters::HcmFilters::new(hcm)));
             let cx = Arc::new(ConnContext {
                 addrs,
                 tls,
@@ -187,6 +199,8 @@ async fn handle_connection(
                 hcm: hcm.clone(),
                 router,
                 stats,
+                filters,
+                draining: std::sync::atomic::AtomicBool::new(false),
             });
             crate::http::serve_connection(io, cx, drain).await;
         }

@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod connect;
+pub mod health;
 pub mod outlier;
 pub mod pool;
 pub mod stats;

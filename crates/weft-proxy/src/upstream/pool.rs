@@ -176,7 +176,8 @@ impl HostPool {
             .map_err(|e| UpstreamError::ConnectFailure(e.to_string()))?;
         tokio::spawn(async move {
             let _slot = slot;
-            let _ = conn.await;
+            // `with_upgrades`: a 101 response hands the connection to the upgrade (WebSocket).
+            let _ = conn.with_upgrades().await;
         });
         Ok(IdleConn {
             send,
@@ -187,10 +188,12 @@ impl HostPool {
 
     fn wrap_http1(self: &Arc<Self>, resp: Response<Incoming>, conn: IdleConn) -> Response<Body> {
         let (parts, body) = resp.into_parts();
-        let keep = !parts
-            .headers
-            .get(http::header::CONNECTION)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        // An upgraded connection belongs to the upgrade; a `close` one to nobody.
+        let keep = parts.status != http::StatusCode::SWITCHING_PROTOCOLS
+            && !parts
+                .headers
+                .get(http::header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let release = keep.then(|| Release {
             pool: self.clone(),
             conn: Some(conn),

@@ -1,0 +1,464 @@
+//! `weft proxy` as an operator runs it: the real binary with bootstrap files, reloads under load,
+//! SIGTERM draining, the admin interface, TCP and gRPC, and mTLS interop with Envoy.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use weft_test_support::{
+    ChildProcess, HttpServer, LoadConfig, TcpServer, TempDir, TestPki, free_port, grpc_unary,
+    http1_get, load_with, require_envoy, tcp_roundtrip,
+};
+
+fn weft() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weft"))
+}
+
+fn addr(port: u16) -> SocketAddr {
+    format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+const ROUTER: &str = r#"          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}"#;
+
+/// A bootstrap: HTTP listener on `listen` routing `/` to cluster `backend` at `upstream`,
+/// admin on `admin`, plus `extra_listeners`/`extra_clusters` YAML.
+fn bootstrap(
+    listen: u16,
+    admin: u16,
+    upstream: SocketAddr,
+    extra_listeners: &str,
+    extra_clusters: &str,
+) -> String {
+    format!(
+        r#"admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+static_resources:
+  listeners:
+  - name: ingress
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{{match: {{prefix: /}}, route: {{cluster: backend}}}}]
+{ROUTER}
+{extra_listeners}
+  clusters:
+  - name: backend
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: backend
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
+{extra_clusters}
+"#,
+        upstream.port()
+    )
+}
+
+async fn start_weft(file: &Path, listen: u16) -> ChildProcess {
+    let mut cmd = Command::new(weft());
+    cmd.args([
+        "proxy",
+        "--concurrency",
+        "2",
+        "-l",
+        "info",
+        "--drain-time-s",
+        "3",
+        "-c",
+    ])
+    .arg(file);
+    let mut proc = ChildProcess::spawn(cmd);
+    proc.wait_for_port(addr(listen), Duration::from_secs(20))
+        .await;
+    proc
+}
+
+#[tokio::test]
+async fn config_changes_under_load_drop_no_request() {
+    let v1 = HttpServer::start("v1").await;
+    let v2 = HttpServer::start("v2").await;
+    let dir = TempDir::new("reload");
+    let file = dir.path().join("bootstrap.yaml");
+    let (listen, admin) = (free_port(), free_port());
+    std::fs::write(&file, bootstrap(listen, admin, v1.addr(), "", "")).unwrap();
+    let _weft = start_weft(&file, listen).await;
+
+    let mut cfg = LoadConfig::new(addr(listen), 1500, 8);
+    cfg.rate = Some(500);
+    cfg.max_duration = Duration::from_secs(20);
+    let load = tokio::spawn(load_with(cfg));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    std::fs::write(&file, bootstrap(listen, admin, v2.addr(), "", "")).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // An invalid file is reported and ignored: the running configuration keeps serving.
+    std::fs::write(
+        &file,
+        "static_resources: {listeners: [{name: x, bogus_field: 1}]}\n",
+    )
+    .unwrap();
+    let report = load.await.unwrap();
+    assert_eq!(
+        report.failed, 0,
+        "errors {:?}, statuses {:?}, served by {:?}",
+        report.errors, report.statuses, report.served_by
+    );
+    assert_eq!(report.ok, 1500);
+    assert!(
+        report.served_by.get("v1").copied().unwrap_or(0) > 0,
+        "{:?}",
+        report.served_by
+    );
+    assert!(
+        report.served_by.get("v2").copied().unwrap_or(0) > 0,
+        "{:?}",
+        report.served_by
+    );
+    let after = http1_get(addr(listen), "x", "/", &[]).await.unwrap();
+    assert_eq!(after.served_by(), Some("v2"));
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let upstream = HttpServer::start("slow").await;
+    let dir = TempDir::new("drain");
+    let file = dir.path().join("bootstrap.yaml");
+    let (listen, admin) = (free_port(), free_port());
+    std::fs::write(&file, bootstrap(listen, admin, upstream.addr(), "", "")).unwrap();
+    let mut proc = start_weft(&file, listen).await;
+    let inflight = tokio::spawn(async move {
+        http1_get(addr(listen), "x", "/", &[("x-test-delay-ms", "700")]).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(proc.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let resp = inflight.await.unwrap().unwrap();
+    assert_eq!(resp.status, 200, "the in-flight request completes");
+    let mut exited = None;
+    for _ in 0..100 {
+        exited = proc.try_wait();
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "exits cleanly: {exited:?}"
+    );
+}
+
+#[tokio::test]
+async fn admin_reports_like_envoy() {
+    let upstream = HttpServer::start("a").await;
+    let dir = TempDir::new("admin");
+    let file = dir.path().join("bootstrap.yaml");
+    let (listen, admin) = (free_port(), free_port());
+    std::fs::write(&file, bootstrap(listen, admin, upstream.addr(), "", "")).unwrap();
+    let _weft = start_weft(&file, listen).await;
+    assert_eq!(
+        http1_get(addr(listen), "x", "/", &[]).await.unwrap().status,
+        200
+    );
+    let get = |path: &'static str| async move {
+        http1_get(addr(admin), "admin", path, &[]).await.unwrap()
+    };
+    let ready = get("/ready").await;
+    assert_eq!((ready.status.as_u16(), ready.text().trim()), (200, "LIVE"));
+    let prom = get("/stats/prometheus").await.text();
+    assert!(
+        prom.contains("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"backend\"} 1"),
+        "{prom}"
+    );
+    assert!(prom.contains("envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix=\"ingress_http\",envoy_response_code_class=\"2\"} 1"), "{prom}");
+    let clusters = get("/clusters").await.text();
+    assert!(
+        clusters.contains(&format!(
+            "backend::{}::health_flags::healthy",
+            upstream.addr()
+        )),
+        "{clusters}"
+    );
+    let dump: serde_json::Value = serde_json::from_str(&get("/config_dump").await.text()).unwrap();
+    assert_eq!(
+        dump["configs"][0]["@type"],
+        "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump"
+    );
+    assert_eq!(
+        dump["configs"][1]["static_clusters"][0]["cluster"]["name"],
+        "backend"
+    );
+    let listeners = get("/listeners").await.text();
+    assert!(
+        listeners.contains(&format!("ingress::127.0.0.1:{listen}")),
+        "{listeners}"
+    );
+}
+
+#[tokio::test]
+async fn tcp_proxy_and_grpc_over_http2() {
+    let echo = TcpServer::echo("127.0.0.1:0".parse().unwrap()).await;
+    let grpc = HttpServer::builder().name("grpc").http2().start().await;
+    let dir = TempDir::new("tcp-grpc");
+    let file = dir.path().join("bootstrap.yaml");
+    let (listen, admin, tcp_port) = (free_port(), free_port(), free_port());
+    let tcp_listener = format!(
+        r#"  - name: tcp
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {tcp_port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: echo"#
+    );
+    let clusters = format!(
+        r#"  - name: echo
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: echo
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]"#,
+        echo.addr().port()
+    );
+    // The HTTP cluster speaks HTTP/2 to the gRPC server.
+    let mut text = bootstrap(listen, admin, grpc.addr(), &tcp_listener, &clusters);
+    text = text.replace(
+        "  - name: backend\n    connect_timeout: 1s\n",
+        "  - name: backend\n    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http2_protocol_options: {}}\n",
+    );
+    std::fs::write(&file, text).unwrap();
+    let _weft = start_weft(&file, listen).await;
+
+    let echoed = tcp_roundtrip(addr(tcp_port), None, b"hello through tcp_proxy")
+        .await
+        .unwrap();
+    assert_eq!(echoed, b"hello through tcp_proxy");
+
+    let reply = grpc_unary(addr(listen), "/test.Echo/Unary", &[], &b"ping"[..])
+        .await
+        .unwrap();
+    assert_eq!(reply.grpc_status, 0, "{reply:?}");
+    assert_eq!(&reply.message()[..], b"ping");
+    let failing = grpc_unary(
+        addr(listen),
+        "/test.Echo/Unary",
+        &[("x-test-grpc-status", "14")],
+        &b"x"[..],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        failing.grpc_status, 14,
+        "trailers pass through: {failing:?}"
+    );
+}
+
+/// One hop's bootstrap for a sidecar pair: `client` side originates mTLS to `next`, `server`
+/// side terminates it (requiring a client certificate with a SPIFFE ID) and forwards in clear.
+fn hop(
+    side: &str,
+    listen: u16,
+    admin: u16,
+    next: SocketAddr,
+    pki: &TestPki,
+    server: &weft_test_support::TestCert,
+    client: &weft_test_support::TestCert,
+) -> String {
+    let ca = pki.ca_path().display().to_string();
+    let (listener_tls, cluster_tls) = match side {
+        "server" => (
+            format!(
+                r#"      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificates: [{{certificate_chain: {{filename: "{}"}}, private_key: {{filename: "{}"}}}}]
+            validation_context:
+              trusted_ca: {{filename: "{ca}"}}
+              match_typed_subject_alt_names: [{{san_type: URI, matcher: {{exact: "spiffe://cluster.local/ns/default/sa/client"}}}}]"#,
+                server.cert_path.display(),
+                server.key_path.display()
+            ),
+            String::new(),
+        ),
+        _ => (
+            String::new(),
+            format!(
+                r#"    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: server.mesh.local
+        common_tls_context:
+          tls_certificates: [{{certificate_chain: {{filename: "{}"}}, private_key: {{filename: "{}"}}}}]
+          validation_context:
+            trusted_ca: {{filename: "{ca}"}}
+            match_typed_subject_alt_names: [{{san_type: DNS, matcher: {{exact: server.mesh.local}}}}]"#,
+                client.cert_path.display(),
+                client.key_path.display()
+            ),
+        ),
+    };
+    format!(
+        r#"admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+static_resources:
+  listeners:
+  - name: ingress
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{{match: {{prefix: /}}, route: {{cluster: next}}}}]
+{ROUTER}
+{listener_tls}
+  clusters:
+  - name: next
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: next
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
+{cluster_tls}
+"#,
+        next.port()
+    )
+}
+
+async fn spawn_hop(bin: &str, file: &Path, listen: u16, envoy: Option<&Path>) -> ChildProcess {
+    let mut cmd = match (bin, envoy) {
+        ("envoy", Some(e)) => {
+            let mut c = Command::new(e);
+            c.args([
+                "--concurrency",
+                "1",
+                "-l",
+                "error",
+                "--use-dynamic-base-id",
+                "-c",
+            ])
+            .arg(file);
+            c
+        }
+        _ => {
+            let mut c = Command::new(weft());
+            c.args(["proxy", "--concurrency", "1", "-l", "error", "-c"])
+                .arg(file);
+            c
+        }
+    };
+    let _ = &mut cmd;
+    let mut p = ChildProcess::spawn(cmd);
+    p.wait_for_port(addr(listen), Duration::from_secs(20)).await;
+    p
+}
+
+#[tokio::test]
+async fn mtls_sidecar_pairs_interoperate_with_envoy() {
+    let Some(envoy) = require_envoy() else { return };
+    let upstream = HttpServer::start("app").await;
+    let pki = TestPki::new();
+    let server_cert = pki.server_cert(&["server.mesh.local"]);
+    let client_cert = pki.client_cert("spiffe://cluster.local/ns/default/sa/client");
+    let wrong_client = pki.client_cert("spiffe://cluster.local/ns/default/sa/intruder");
+    let dir = TempDir::new("mtls");
+    for (client_bin, server_bin) in [("weft", "weft"), ("weft", "envoy"), ("envoy", "weft")] {
+        let (c_listen, c_admin, s_listen, s_admin) =
+            (free_port(), free_port(), free_port(), free_port());
+        let s_file = dir
+            .path()
+            .join(format!("{client_bin}-{server_bin}-server.yaml"));
+        let c_file = dir
+            .path()
+            .join(format!("{client_bin}-{server_bin}-client.yaml"));
+        std::fs::write(
+            &s_file,
+            hop(
+                "server",
+                s_listen,
+                s_admin,
+                upstream.addr(),
+                &pki,
+                &server_cert,
+                &client_cert,
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            &c_file,
+            hop(
+                "client",
+                c_listen,
+                c_admin,
+                addr(s_listen),
+                &pki,
+                &server_cert,
+                &client_cert,
+            ),
+        )
+        .unwrap();
+        let _server = spawn_hop(server_bin, &s_file, s_listen, Some(&envoy)).await;
+        let _client = spawn_hop(client_bin, &c_file, c_listen, Some(&envoy)).await;
+        let resp = http1_get(addr(c_listen), "app", "/through", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status,
+            200,
+            "{client_bin} -> {server_bin}: {}",
+            resp.text()
+        );
+        assert_eq!(resp.served_by(), Some("app"));
+
+        // A client identity the server side does not accept fails the handshake.
+        let bad_file = dir
+            .path()
+            .join(format!("{client_bin}-{server_bin}-bad.yaml"));
+        let (b_listen, b_admin) = (free_port(), free_port());
+        std::fs::write(
+            &bad_file,
+            hop(
+                "client",
+                b_listen,
+                b_admin,
+                addr(s_listen),
+                &pki,
+                &server_cert,
+                &wrong_client,
+            ),
+        )
+        .unwrap();
+        let _bad = spawn_hop(client_bin, &bad_file, b_listen, Some(&envoy)).await;
+        let denied = http1_get(addr(b_listen), "app", "/", &[]).await.unwrap();
+        assert_eq!(
+            denied.status, 503,
+            "{client_bin} -> {server_bin} with a wrong identity"
+        );
+    }
+}
