@@ -267,14 +267,25 @@ async fn http2_upstreams_get_authority_and_no_host_header() {
     let mut c = cluster("backend", &[upstream.addr()]);
     c.protocol = weft_proxy_config::model::UpstreamProtocol::Http2;
     let cfg = config(
-        vec![http_listener("ingress", hcm(routes(vec![prefix_to("/", RouteAction::cluster("backend"))])))],
+        vec![http_listener(
+            "ingress",
+            hcm(routes(vec![prefix_to(
+                "/",
+                RouteAction::cluster("backend"),
+            )])),
+        )],
         vec![c],
     );
     let (_proxy, addr) = start(cfg).await;
-    let resp = http1_get(addr, "shop.example.com", "/cart", &[]).await.unwrap();
+    let resp = http1_get(addr, "shop.example.com", "/cart", &[])
+        .await
+        .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
     let seen = upstream.last_request().unwrap();
     assert_eq!(seen.version, http::Version::HTTP_2);
     assert_eq!(seen.authority.as_deref(), Some("shop.example.com"));
-    assert!(seen.headers.get("host").is_none(), "host travels as :authority only");
+    assert!(
+        seen.headers.get("host").is_none(),
+        "host travels as :authority only"
+    );
 }
