@@ -33,6 +33,28 @@ fn bootstrap(
     extra_listeners: &str,
     extra_clusters: &str,
 ) -> String {
+    bootstrap_with(
+        listen,
+        admin,
+        upstream,
+        "",
+        "",
+        extra_listeners,
+        extra_clusters,
+    )
+}
+
+/// [`bootstrap`] plus `chain_extra` in the ingress filter chain (a transport socket) and
+/// `cluster_extra` in the `backend` cluster.
+fn bootstrap_with(
+    listen: u16,
+    admin: u16,
+    upstream: SocketAddr,
+    chain_extra: &str,
+    cluster_extra: &str,
+    extra_listeners: &str,
+    extra_clusters: &str,
+) -> String {
     format!(
         r#"admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
@@ -52,6 +74,7 @@ static_resources:
               domains: ["*"]
               routes: [{{match: {{prefix: /}}, route: {{cluster: backend}}}}]
 {ROUTER}
+{chain_extra}
 {extra_listeners}
   clusters:
   - name: backend
@@ -60,6 +83,7 @@ static_resources:
     load_assignment:
       cluster_name: backend
       endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
+{cluster_extra}
 {extra_clusters}
 "#,
         upstream.port()
@@ -318,41 +342,11 @@ fn hop(
             ),
         ),
     };
-    format!(
-        r#"admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
-static_resources:
-  listeners:
-  - name: ingress
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes: [{{match: {{prefix: /}}, route: {{cluster: next}}}}]
-{ROUTER}
-{listener_tls}
-  clusters:
-  - name: next
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: next
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
-{cluster_tls}
-"#,
-        next.port()
-    )
+    bootstrap_with(listen, admin, next, &listener_tls, &cluster_tls, "", "")
 }
 
 async fn spawn_hop(bin: &str, file: &Path, listen: u16, envoy: Option<&Path>) -> ChildProcess {
-    let mut cmd = match (bin, envoy) {
+    let cmd = match (bin, envoy) {
         ("envoy", Some(e)) => {
             let mut c = Command::new(e);
             c.args([
@@ -373,7 +367,6 @@ async fn spawn_hop(bin: &str, file: &Path, listen: u16, envoy: Option<&Path>) ->
             c
         }
     };
-    let _ = &mut cmd;
     let mut p = ChildProcess::spawn(cmd);
     p.wait_for_port(addr(listen), Duration::from_secs(20)).await;
     p

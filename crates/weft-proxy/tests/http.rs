@@ -10,6 +10,22 @@ use weft_proxy::Proxy;
 use weft_proxy_route::{RetryPolicyConfig, RouteAction};
 use weft_test_support::{HttpServer, http1_get, http2_get};
 
+/// One listener, `ingress`, routing everything to the cluster `backend`.
+fn single_route_config(
+    clusters: Vec<weft_proxy_config::model::Cluster>,
+) -> weft_proxy_config::model::ProxyConfig {
+    config(
+        vec![http_listener(
+            "ingress",
+            hcm(routes(vec![prefix_to(
+                "/",
+                RouteAction::cluster("backend"),
+            )])),
+        )],
+        clusters,
+    )
+}
+
 async fn start(
     cfg: weft_proxy_config::model::ProxyConfig,
 ) -> (std::sync::Arc<Proxy>, std::net::SocketAddr) {
@@ -22,16 +38,7 @@ async fn start(
 #[tokio::test]
 async fn forwards_to_the_cluster_and_adds_envoy_headers() {
     let upstream = HttpServer::start("backend-1").await;
-    let cfg = config(
-        vec![http_listener(
-            "ingress",
-            hcm(routes(vec![prefix_to(
-                "/",
-                RouteAction::cluster("backend"),
-            )])),
-        )],
-        vec![cluster("backend", &[upstream.addr()])],
-    );
+    let cfg = single_route_config(vec![cluster("backend", &[upstream.addr()])]);
     let (_proxy, addr) = start(cfg).await;
     let resp = http1_get(addr, "example.com", "/hello?x=1", &[])
         .await
@@ -53,16 +60,7 @@ async fn forwards_to_the_cluster_and_adds_envoy_headers() {
 #[tokio::test]
 async fn http2_downstream_is_served() {
     let upstream = HttpServer::start("h2-backend").await;
-    let cfg = config(
-        vec![http_listener(
-            "ingress",
-            hcm(routes(vec![prefix_to(
-                "/",
-                RouteAction::cluster("backend"),
-            )])),
-        )],
-        vec![cluster("backend", &[upstream.addr()])],
-    );
+    let cfg = single_route_config(vec![cluster("backend", &[upstream.addr()])]);
     let (_proxy, addr) = start(cfg).await;
     let resp = http2_get(addr, "example.com", "/", &[]).await.unwrap();
     assert_eq!(resp.status, 200);
@@ -170,16 +168,7 @@ async fn pooled_connections_closed_by_the_server_are_not_a_503() {
         .keep_alive_timeout(Duration::from_millis(200))
         .start()
         .await;
-    let cfg = config(
-        vec![http_listener(
-            "ingress",
-            hcm(routes(vec![prefix_to(
-                "/",
-                RouteAction::cluster("backend"),
-            )])),
-        )],
-        vec![cluster("backend", &[upstream.addr()])],
-    );
+    let cfg = single_route_config(vec![cluster("backend", &[upstream.addr()])]);
     let (_proxy, addr) = start(cfg).await;
     let mut conn =
         weft_test_support::HttpConnection::connect(addr, weft_test_support::HttpVersion::Http1)
@@ -202,16 +191,7 @@ async fn circuit_breaker_overflow_is_503_with_x_envoy_overloaded() {
     let mut c = cluster("backend", &[upstream.addr()]);
     c.circuit_breakers.max_connections = 1;
     c.circuit_breakers.max_pending_requests = 1;
-    let cfg = config(
-        vec![http_listener(
-            "ingress",
-            hcm(routes(vec![prefix_to(
-                "/",
-                RouteAction::cluster("backend"),
-            )])),
-        )],
-        vec![c],
-    );
+    let cfg = single_route_config(vec![c]);
     let (_proxy, addr) = start(cfg).await;
     let mut tasks = Vec::new();
     for _ in 0..4 {
@@ -266,16 +246,7 @@ async fn http2_upstreams_get_authority_and_no_host_header() {
     let upstream = HttpServer::builder().name("h2-up").http2().start().await;
     let mut c = cluster("backend", &[upstream.addr()]);
     c.protocol = weft_proxy_config::model::UpstreamProtocol::Http2;
-    let cfg = config(
-        vec![http_listener(
-            "ingress",
-            hcm(routes(vec![prefix_to(
-                "/",
-                RouteAction::cluster("backend"),
-            )])),
-        )],
-        vec![c],
-    );
+    let cfg = single_route_config(vec![c]);
     let (_proxy, addr) = start(cfg).await;
     let resp = http1_get(addr, "shop.example.com", "/cart", &[])
         .await
