@@ -660,9 +660,18 @@ fn hash_policy(h: &pb::route_action::HashPolicy, path: &str) -> Result<r::HashPo
         Some(S::Header(hd)) => r::HashPolicySpecifier::Header {
             name: hd.header_name.clone(),
         },
+        // Generating the cookie when the request has none (`ttl` set) is not implemented yet:
+        // refuse it rather than hash without affinity.
+        Some(S::Cookie(c)) if c.ttl.is_some() => {
+            return Err(super::support::unsupported_field(
+                "route hash policy",
+                &at(path, "cookie.ttl"),
+                "cookie.ttl",
+            ));
+        }
         Some(S::Cookie(c)) => r::HashPolicySpecifier::Cookie {
             name: c.name.clone(),
-            ttl: opt_duration(c.ttl.as_ref(), &at(path, "cookie.ttl"))?,
+            ttl: None,
             path: (!c.path.is_empty()).then(|| c.path.clone()),
         },
         Some(S::ConnectionProperties(c)) => r::HashPolicySpecifier::ConnectionProperties {
@@ -671,7 +680,14 @@ fn hash_policy(h: &pb::route_action::HashPolicy, path: &str) -> Result<r::HashPo
         Some(S::QueryParameter(q)) => r::HashPolicySpecifier::QueryParameter {
             name: q.name.clone(),
         },
-        Some(S::FilterState(f)) => r::HashPolicySpecifier::FilterState { key: f.key.clone() },
+        // weft keeps no filter state to hash on yet.
+        Some(S::FilterState(_)) => {
+            return Err(super::support::unsupported_field(
+                "route hash policy",
+                &at(path, "filter_state"),
+                "filter_state",
+            ));
+        }
         None => return Err(invalid(path, "a hash policy needs a policy")),
     };
     Ok(r::HashPolicy {

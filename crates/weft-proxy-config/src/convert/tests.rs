@@ -1264,3 +1264,27 @@ fn support_tables_name_real_messages_and_fields() {
         );
     }
 }
+
+#[test]
+fn hash_policies_weft_cannot_honour_are_refused() {
+    let generated_cookie = "hash_policy: [{cookie: {name: session, ttl: 3600s}}]";
+    let e = err(
+        &http("", &indent(generated_cookie, 18), "", ""),
+        ErrorKind::Unsupported,
+        "cookie.ttl",
+    );
+    assert!(e.path.ends_with("hash_policy[0].cookie.ttl"), "{}", e.path);
+    let filter_state = "hash_policy: [{filter_state: {key: x}}]";
+    err(
+        &http("", &indent(filter_state, 18), "", ""),
+        ErrorKind::Unsupported,
+        "filter_state",
+    );
+    // A cookie without ttl only reads an existing cookie: supported.
+    ok(&http(
+        "",
+        &indent("hash_policy: [{cookie: {name: session}}]", 18),
+        "",
+        "",
+    ));
+}
