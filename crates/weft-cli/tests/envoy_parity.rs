@@ -212,6 +212,20 @@ async fn routing_matches_envoy() {
         ),
         ("api.example.com", "/items/abc", vec![], None),
         ("API.EXAMPLE.COM:80", "/", vec![], None),
+        // Request-controlled retry headers on a route without a retry policy: Envoy 1.40 does
+        // not retry here (measured), so neither does weft.
+        (
+            "api.example.com",
+            "/",
+            vec![("x-envoy-retry-on", "5xx"), ("x-envoy-max-retries", "2")],
+            Some((2, 503)),
+        ),
+        (
+            "api.example.com",
+            "/",
+            vec![("x-envoy-max-retries", "3")],
+            Some((1, 503)),
+        ),
     ];
     let mut diffs = Vec::new();
     for (host, path, headers, fail) in &cases {
