@@ -660,8 +660,8 @@ fn hash_policy(h: &pb::route_action::HashPolicy, path: &str) -> Result<r::HashPo
         Some(S::Header(hd)) => r::HashPolicySpecifier::Header {
             name: hd.header_name.clone(),
         },
-        // Generating the cookie when the request has none (`ttl` set) is not implemented yet:
-        // refuse it rather than hash without affinity.
+        // weft does not generate the cookie when the request has none (`ttl` set), so it
+        // refuses the setting rather than hash without affinity.
         Some(S::Cookie(c)) if c.ttl.is_some() => {
             return Err(super::support::unsupported_field(
                 "route hash policy",
