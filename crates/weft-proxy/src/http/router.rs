@@ -260,7 +260,7 @@ async fn upgrade(
 }
 
 /// The cluster a route target names for this request.
-fn cluster_name(
+pub(crate) fn cluster_name(
     target: &RouteTarget,
     weighted: Option<&weft_proxy_route::WeightedTarget>,
     headers: &HeaderMap,

@@ -26,7 +26,7 @@ use http::{HeaderMap, Response};
 use parking_lot::Mutex;
 use weft_proxy_config::model::{HttpConnectionManager, HttpFilter, PerFilterConfig};
 use weft_proxy_lb::RandomSource;
-use weft_proxy_route::{ClusterRef, ClusterTarget, Matched, RouteTarget, WeightedTarget};
+use weft_proxy_route::{Matched, RouteTarget, WeightedTarget};
 
 use super::local_reply;
 use super::router::RouterOutcome;
@@ -80,7 +80,7 @@ impl<'a> FilterChain<'a> {
             filters: &hcm.http_filters,
             state,
             matched,
-            cluster: cluster_name(target, weighted, headers),
+            cluster: super::router::cluster_name(target, weighted, headers),
             cors_responses: Vec::new(),
             active_faults: Vec::new(),
         }
@@ -188,29 +188,6 @@ impl<'a> FilterChain<'a> {
         for r in self.cors_responses.iter().rev() {
             r.apply(resp.headers_mut());
         }
-    }
-}
-
-/// The cluster a route target names for this request (Envoy's `RouteEntry::clusterName()`).
-fn cluster_name(
-    target: &RouteTarget,
-    weighted: Option<&WeightedTarget>,
-    headers: &HeaderMap,
-) -> Option<String> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    match (&target.cluster, weighted) {
-        (ClusterTarget::Cluster(name), _) => Some(name.clone()),
-        (ClusterTarget::ClusterHeader(h), _) => header(h.as_str()),
-        (ClusterTarget::Weighted(_), None) => None,
-        (ClusterTarget::Weighted(_), Some(w)) => match &w.cluster {
-            ClusterRef::Name(n) => Some(n.clone()),
-            ClusterRef::Header(h) => header(h.as_str()),
-        },
     }
 }
 
