@@ -1,0 +1,1 @@
+//! The Aggregated Discovery Service (in progress).
