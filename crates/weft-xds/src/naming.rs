@@ -113,7 +113,10 @@ mod tests {
     fn route_names() {
         assert_eq!(outbound_route_name(None, 9080), "9080");
         assert_eq!(outbound_route_name(Some("0.0.0.0"), 9080), "9080");
-        assert_eq!(outbound_route_name(Some("127.0.1.2"), 9080), "127.0.1.2:9080");
+        assert_eq!(
+            outbound_route_name(Some("127.0.1.2"), 9080),
+            "127.0.1.2:9080"
+        );
         assert_eq!(gateway_route_name("http", 80, None), "http.80");
         assert_eq!(
             gateway_route_name("https", 443, Some(("https", "gw", "ns"))),

@@ -203,9 +203,12 @@ mod tests {
         labels.fields.insert("version".into(), string("v2"));
         let mut meta = Struct::default();
         meta.fields.insert("NAMESPACE".into(), string("shop"));
-        meta.fields.insert("WORKLOAD_NAME".into(), string("reviews-v2"));
-        meta.fields.insert("INSTANCE_IPS".into(), string("127.0.1.2, ::1"));
-        meta.fields.insert("SERVICE_ACCOUNT".into(), string("reviews"));
+        meta.fields
+            .insert("WORKLOAD_NAME".into(), string("reviews-v2"));
+        meta.fields
+            .insert("INSTANCE_IPS".into(), string("127.0.1.2, ::1"));
+        meta.fields
+            .insert("SERVICE_ACCOUNT".into(), string("reviews"));
         meta.fields.insert("GENERATOR".into(), string("grpc"));
         meta.fields.insert(
             "LABELS".into(),

@@ -1,5 +1,7 @@
 //! (in progress)
-use crate::resources::Resources;
 use super::Scope;
+use crate::resources::Resources;
 /// Resources for this kind of proxy.
-pub fn resources(_scope: &Scope<'_>) -> Resources { Resources::default() }
+pub fn resources(_scope: &Scope<'_>) -> Resources {
+    Resources::default()
+}

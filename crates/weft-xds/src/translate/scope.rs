@@ -4,9 +4,10 @@
 use std::net::IpAddr;
 
 use weft_api::Loaded;
+use weft_api::networking::destination_rule::DestinationRule;
 use weft_api::networking::gateway::Server;
 use weft_api::networking::sidecar::Sidecar;
-use weft_registry::{Service, Workload};
+use weft_registry::{Service, Workload, host_matches, resolve_short_name};
 
 use crate::mesh::Mesh;
 use crate::node::ProxyNode;
@@ -76,4 +77,71 @@ impl<'a> Scope<'a> {
             services,
         }
     }
+}
+
+impl<'a> Scope<'a> {
+    /// The DestinationRule that applies to `host` (a service declared in `service_namespace`)
+    /// for this proxy, by Istio's lookup order: the proxy's own namespace, then the service's
+    /// namespace (if exported to the proxy's), then the root namespace. Within a namespace a
+    /// rule selecting this workload beats one without a selector, and the most specific host
+    /// wins (exact, then the longest wildcard); ties go to the first in load order.
+    pub fn destination_rule(
+        &self,
+        host: &str,
+        service_namespace: &str,
+    ) -> Option<(&'a Loaded, &'a DestinationRule)> {
+        let own = self.node.namespace.as_str();
+        let root = self.mesh.options.root_namespace.as_str();
+        [own, service_namespace, root]
+            .into_iter()
+            .find_map(|ns| self.destination_rule_in(ns, host))
+    }
+
+    fn destination_rule_in(
+        &self,
+        ns: &str,
+        host: &str,
+    ) -> Option<(&'a Loaded, &'a DestinationRule)> {
+        let own = self.node.namespace.as_str();
+        let mut best: Option<((bool, usize), (&'a Loaded, &'a DestinationRule))> = None;
+        for (entry, dr) in self.mesh.config.of::<DestinationRule>() {
+            if entry.resource.namespace() != ns || !exported_to(&dr.export_to, ns, own) {
+                continue;
+            }
+            if let Some(sel) = &dr.workload_selector {
+                if ns != own
+                    || !sel
+                        .match_labels
+                        .iter()
+                        .all(|(k, v)| self.node.labels.get(k) == Some(v))
+                {
+                    continue;
+                }
+            }
+            let dr_host = resolve_short_name(&dr.host, ns);
+            if !host_matches(&dr_host, host) {
+                continue;
+            }
+            // Exact beats wildcard; a longer wildcard beats a shorter one.
+            let specificity = if dr_host.starts_with('*') {
+                dr_host.len()
+            } else {
+                usize::MAX
+            };
+            let key = (dr.workload_selector.is_some(), specificity);
+            if best.as_ref().is_none_or(|(k, _)| key > *k) {
+                best = Some((key, (entry, dr)));
+            }
+        }
+        best.map(|(_, found)| found)
+    }
+}
+
+/// Whether a resource in `own` with `exportTo` list `export_to` is visible from `namespace`.
+pub fn exported_to(export_to: &[String], own: &str, namespace: &str) -> bool {
+    own == namespace
+        || export_to.is_empty()
+        || export_to
+            .iter()
+            .any(|e| e == "*" || e == namespace || (e == "." && own == namespace))
 }
