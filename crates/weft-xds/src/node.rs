@@ -31,7 +31,7 @@ pub enum Generator {
 }
 
 /// A proxy as the translation sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProxyNode {
     /// The node id as sent.
     pub id: String,
