@@ -1,6 +1,8 @@
 //! `weft`: the one user-facing binary. Subcommands are thin; the work lives in library crates.
 
 mod analyze;
+mod control;
+mod inspect;
 mod proxy;
 
 use std::process::ExitCode;
@@ -21,6 +23,14 @@ enum Command {
     Analyze(analyze::Args),
     /// Run the data plane from an Envoy v3 bootstrap (the file Envoy takes with `-c`).
     Proxy(proxy::Args),
+    /// Run the control plane: Istio resources from files, served to proxies over xDS.
+    Control(control::Args),
+    /// Show every proxy connected to the control plane and whether it is in sync.
+    #[command(name = "proxy-status")]
+    ProxyStatus(inspect::StatusArgs),
+    /// Show the clusters, listeners, routes or endpoints the control plane sends a proxy.
+    #[command(name = "proxy-config")]
+    ProxyConfig(inspect::ConfigArgs),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +38,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Analyze(args) => analyze::run(args),
         Command::Proxy(args) => proxy::run(args),
+        Command::Control(args) => control::run(args),
+        Command::ProxyStatus(args) => inspect::status(args),
+        Command::ProxyConfig(args) => inspect::config(args),
     }
 }
 
