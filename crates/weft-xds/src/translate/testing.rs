@@ -72,7 +72,6 @@ pub(crate) fn sidecar(
 }
 
 /// A gateway (router) node.
-#[allow(dead_code)]
 pub(crate) fn router(
     namespace: &str,
     workload: &str,
