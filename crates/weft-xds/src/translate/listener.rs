@@ -520,6 +520,7 @@ fn inbound_chains(port: &InboundPort, stat_name: &str, matched: bool) -> (Vec<Fi
             if let Some(m) = h.filter_chain_match.as_mut() {
                 m.application_protocols = PLAINTEXT_HTTP_ALPNS.map(str::to_owned).to_vec();
             }
+            h.name = format!("{stat_name}-http");
             (vec![h, tcp()], true)
         }
     }

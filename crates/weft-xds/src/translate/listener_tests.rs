@@ -540,3 +540,58 @@ fn every_listener_is_accepted_by_weft_proxy() {
         }
     }
 }
+
+#[test]
+fn undeclared_inbound_ports_are_sniffed() {
+    for (capture, listener_name) in [("DEFAULT", "virtualInbound"), ("NONE", "127.0.1.1_9000")] {
+        let res = web_sidecar(&format!(
+            r#"
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: web, namespace: shop}}
+spec:
+  ingress:
+  - port: {{number: 9000, name: app}}
+    captureMode: {capture}
+  egress:
+  - port: {{number: 5432, protocol: TCP, name: tcp}}
+    bind: 127.0.1.1
+    captureMode: {capture}
+    hosts: [./db.shop.svc.cluster.local]
+"#
+        ));
+        let l = listener(&res, listener_name);
+        assert!(
+            l.listener_filters
+                .iter()
+                .any(|f| f.name == "envoy.filters.listener.http_inspector"),
+            "{capture}"
+        );
+        assert!(l.continue_on_listener_filters_timeout);
+        let http = l
+            .filter_chains
+            .iter()
+            .find(|c| {
+                c.filter_chain_match
+                    .as_ref()
+                    .is_some_and(|m| !m.application_protocols.is_empty())
+            })
+            .expect("an HTTP chain on ALPN");
+        assert_eq!(
+            rds_name(&as_hcm(&http.filters[0]).unwrap()),
+            "inbound|9000||"
+        );
+        let tcp = l
+            .filter_chains
+            .iter()
+            .find(|c| {
+                c.filters
+                    .iter()
+                    .any(|f| as_tcp(f).is_some_and(|t| tcp_cluster(&t) == "inbound|9000||"))
+            })
+            .expect("a TCP chain");
+        assert_ne!(tcp.name, http.name);
+        route(&res, "inbound|9000||");
+        convert(&res);
+    }
+}
