@@ -8,17 +8,23 @@
 //!   outbound listeners, `captureMode: NONE` egress/ingress listeners).
 //! - [`gateway`]: router listeners from Gateway servers.
 //! - [`grpc`]: proxyless gRPC `api_listener`s.
+//! - [`protocol`]: which filter chain serves a port (declared protocol, port name, detection).
+//! - [`filters`]: Envoy building blocks shared by the listener kinds.
 //! - [`route`]: RouteConfigurations from VirtualServices.
 //! - [`cluster`]: clusters from services and DestinationRules.
 //! - [`endpoint`]: ClusterLoadAssignments from the registry.
 
 pub mod cluster;
 pub mod endpoint;
+pub mod filters;
 pub mod gateway;
 pub mod grpc;
 pub mod listener;
+pub mod protocol;
 pub mod route;
 pub mod scope;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use scope::Scope;
 
