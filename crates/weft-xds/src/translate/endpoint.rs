@@ -10,8 +10,7 @@ use std::net::SocketAddr;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::DiscoveryType;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster::ClusterDiscoveryType};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address as PbAddress, Locality as PbLocality, Pipe, SocketAddress, address,
-    socket_address::PortSpecifier,
+    Address as PbAddress, Pipe, SocketAddress, address, socket_address::PortSpecifier,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint as PbEndpoint, LbEndpoint, LocalityLbEndpoints,
@@ -25,6 +24,7 @@ use super::cluster::{self, Policy};
 use crate::naming::{self, Direction};
 
 pub(crate) use locality::Labels;
+use locality::pb_locality;
 
 /// Which workload addresses a load assignment can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,15 +183,6 @@ fn socket_address(host: &str, port: u16) -> PbAddress {
             port_specifier: Some(PortSpecifier::PortValue(u32::from(port))),
             ..Default::default()
         })),
-    }
-}
-
-fn pb_locality(l: &Locality) -> PbLocality {
-    PbLocality {
-        region: l.region.clone(),
-        zone: l.zone.clone(),
-        sub_zone: l.subzone.clone(),
-        ..Default::default()
     }
 }
 

@@ -100,12 +100,12 @@ fn locality_match(l: &PbLocality, rule: &str) -> bool {
         && (subzone == "*" || subzone.is_empty() || l.sub_zone == subzone)
 }
 
-fn proxy_pb(l: &Locality) -> PbLocality {
+/// The Envoy form of a registry locality.
+pub(crate) fn pb_locality(l: &Locality) -> PbLocality {
     PbLocality {
         region: l.region.clone(),
         zone: l.zone.clone(),
         sub_zone: l.subzone.clone(),
-        ..Default::default()
     }
 }
 
@@ -118,7 +118,7 @@ fn apply_weights(
     proxy: &Locality,
     distribute: &[LocalityDistribute],
 ) {
-    let proxy = proxy_pb(proxy);
+    let proxy = pb_locality(proxy);
     let Some(rule) = distribute.iter().find(|d| locality_match(&proxy, &d.from)) else {
         return;
     };
@@ -279,7 +279,7 @@ mod tests {
 
     fn loc(s: &str) -> PbLocality {
         let l = Locality::parse(s);
-        proxy_pb(&l)
+        pb_locality(&l)
     }
 
     #[test]
