@@ -588,7 +588,8 @@ fn ring_hash(minimum: u64) -> LbConfig {
 }
 
 /// The identities a service's servers present: the ServiceEntry's `subjectAltNames` and the
-/// SPIFFE ids of its workloads' service accounts.
+/// SPIFFE ids of its workloads' service accounts. The trust domain is taken to be the mesh's
+/// domain suffix (`cluster.local`), Istio's default trust domain.
 fn service_identities(scope: &Scope<'_>, service: &Service) -> Vec<String> {
     let mut out = service.subject_alt_names.clone();
     for w in scope.mesh.registry.workloads_of(service) {

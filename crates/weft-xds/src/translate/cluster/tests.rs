@@ -949,3 +949,37 @@ spec:
         1
     );
 }
+
+#[test]
+fn dns_load_assignments_get_locality_priorities() {
+    let clusters = with_rule(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: bookinfo}
+spec:
+  host: api.example.com
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1}
+    loadBalancer:
+      consistentHash: {httpHeaderName: x-user}
+      localityLbSetting:
+        failover: [{from: us-east, to: us-west}]
+"#,
+    );
+    let c = find(&clusters, "outbound|443||api.example.com");
+    assert_eq!(lb(c), LbPolicy::RingHash);
+    let mut prio: Vec<(String, u32)> = c
+        .load_assignment
+        .as_ref()
+        .unwrap()
+        .endpoints
+        .iter()
+        .map(|l| (l.locality.clone().unwrap().region, l.priority))
+        .collect();
+    prio.sort();
+    // The proxy is in us-east/zone-a/sub-1: the us-east/zone-a endpoint is in another subzone
+    // (1), the one without locality is outside the failover target region (4); priorities are
+    // then renumbered without gaps. Ring hash and locality weights are accepted together.
+    assert_eq!(prio, vec![(String::new(), 1), ("us-east".to_owned(), 0)]);
+}
