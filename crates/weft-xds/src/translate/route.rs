@@ -19,11 +19,11 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 
+use envoy_types::pb::envoy::config::route::v3::DirectResponseAction;
 use envoy_types::pb::envoy::config::route::v3::{
     RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route,
     route_action, route_match::PathSpecifier, virtual_host::TlsRequirementType,
 };
-use envoy_types::pb::envoy::config::route::v3::DirectResponseAction;
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use weft_registry::{Protocol, Service, host_matches};
 
@@ -426,7 +426,10 @@ fn hosts_overlap(a: &str, b: &str) -> bool {
 /// For each service, the VirtualService that claims it through a wildcard host: the one with
 /// an exact host for it if any (then no wildcard claims it), else the one with the longest
 /// wildcard covering it, the earliest on ties (Istio's `MostSpecificHostMatch`).
-fn wildcard_claims(vss: &[ResolvedVs], by_host: &BTreeMap<String, &Service>) -> BTreeMap<String, usize> {
+fn wildcard_claims(
+    vss: &[ResolvedVs],
+    by_host: &BTreeMap<String, &Service>,
+) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for svc in by_host.keys() {
         if let Some(i) = vss.iter().position(|v| v.hosts.iter().any(|h| h == svc)) {

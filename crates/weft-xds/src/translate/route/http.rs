@@ -8,8 +8,8 @@ use envoy_types::pb::envoy::config::core::v3::{
     header_value_option::HeaderAppendAction,
 };
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy,
-    Route, RouteAction, RouteMatch, WeightedCluster, header_matcher::HeaderMatchSpecifier,
+    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route,
+    RouteAction, RouteMatch, WeightedCluster, header_matcher::HeaderMatchSpecifier,
     query_parameter_matcher::QueryParameterMatchSpecifier, redirect_action, retry_policy, route,
     route_action, route_match::PathSpecifier, weighted_cluster,
 };
@@ -32,8 +32,8 @@ use weft_api::common::{Percent, StringMatch};
 use weft_api::networking::destination_rule::{ConsistentHashLb, HashKey, LbPolicy, TrafficPolicy};
 use weft_api::networking::virtual_service::{
     AbortErrorType, CorsPolicy, Destination, Headers, HttpBody, HttpDelayType, HttpDirectResponse,
-    HttpFaultInjection, HttpMatchRequest, HttpRedirect, HttpRetry, HttpRoute,
-    RedirectPort, RedirectPortSelection, UnmatchedPreflights,
+    HttpFaultInjection, HttpMatchRequest, HttpRedirect, HttpRetry, HttpRoute, RedirectPort,
+    RedirectPortSelection, UnmatchedPreflights,
 };
 use weft_registry::Service;
 
@@ -331,7 +331,12 @@ pub(crate) fn header_ops(h: &Headers) -> HeaderOps {
             HeaderAppendAction::AppendIfExistsOrAdd,
             &mut add_auth,
         ));
-        out.request_remove = req.remove.iter().filter(|k| !internal(k)).cloned().collect();
+        out.request_remove = req
+            .remove
+            .iter()
+            .filter(|k| !internal(k))
+            .cloned()
+            .collect();
         out.authority = set_auth.or(add_auth);
     }
     if let Some(resp) = &h.response {
@@ -346,7 +351,12 @@ pub(crate) fn header_ops(h: &Headers) -> HeaderOps {
             HeaderAppendAction::AppendIfExistsOrAdd,
             &mut ignored,
         ));
-        out.response_remove = resp.remove.iter().filter(|k| !internal(k)).cloned().collect();
+        out.response_remove = resp
+            .remove
+            .iter()
+            .filter(|k| !internal(k))
+            .cloned()
+            .collect();
     }
     out
 }
@@ -437,7 +447,8 @@ fn destination_action(
         }
     }
     if let Some(a) = authority {
-        action.host_rewrite_specifier = Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(a));
+        action.host_rewrite_specifier =
+            Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(a));
     }
     if let Some(m) = &http.mirror
         && let Some(pct) = mirror_percent(http.mirror_percentage, http.mirror_percent)
@@ -497,9 +508,9 @@ fn destination_action(
                 cw.request_headers_to_remove = ops.request_remove;
                 cw.response_headers_to_add = ops.response_add;
                 cw.response_headers_to_remove = ops.response_remove;
-                cw.host_rewrite_specifier = ops
-                    .authority
-                    .map(weighted_cluster::cluster_weight::HostRewriteSpecifier::HostRewriteLiteral);
+                cw.host_rewrite_specifier = ops.authority.map(
+                    weighted_cluster::cluster_weight::HostRewriteSpecifier::HostRewriteLiteral,
+                );
             }
             if let Some(hash) = dest_hash(ctx, vs, &d.destination) {
                 action.hash_policy.extend(hash_policy(&hash));
@@ -540,7 +551,10 @@ pub(crate) fn set_timeout(action: &mut RouteAction, timeout: Option<StdDuration>
     });
 }
 
-fn mirror_percent(percentage: Option<Percent>, percent: Option<u32>) -> Option<RuntimeFractionalPercent> {
+fn mirror_percent(
+    percentage: Option<Percent>,
+    percent: Option<u32>,
+) -> Option<RuntimeFractionalPercent> {
     let fraction = match (percentage, percent) {
         (Some(p), _) if p.value > 0.0 => fraction_of_million(p),
         (Some(_), _) => return None,
@@ -632,7 +646,9 @@ fn dest_hash(ctx: &Ctx<'_, '_>, vs: &ResolvedVs, d: &Destination) -> Option<Cons
     let candidates = [
         subset_policy.and_then(|tp| port_hash(tp, port)),
         subset_policy.and_then(top_hash),
-        dr.traffic_policy.as_ref().and_then(|tp| port_hash(tp, port)),
+        dr.traffic_policy
+            .as_ref()
+            .and_then(|tp| port_hash(tp, port)),
         dr.traffic_policy.as_ref().and_then(top_hash),
     ];
     candidates.into_iter().flatten().next().cloned()
@@ -640,14 +656,21 @@ fn dest_hash(ctx: &Ctx<'_, '_>, vs: &ResolvedVs, d: &Destination) -> Option<Cons
 
 /// The consistent hash of a service's DestinationRule for `port` (Istio's `hashForService`,
 /// used by routes of services without a VirtualService).
-pub(crate) fn service_hash(scope: &Scope<'_>, svc: &Service, port: u16) -> Option<ConsistentHashLb> {
+pub(crate) fn service_hash(
+    scope: &Scope<'_>,
+    svc: &Service,
+    port: u16,
+) -> Option<ConsistentHashLb> {
     let (_, dr) = scope.destination_rule(&svc.hostname, &svc.namespace)?;
     let tp = dr.traffic_policy.as_ref()?;
     let pls = tp
         .port_level_settings
         .iter()
         .find(|s| s.port.is_some_and(|p| p.number == u32::from(port)));
-    match pls.and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.policy.as_ref()) {
+    match pls
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.policy.as_ref())
+    {
         Some(LbPolicy::ConsistentHash(ch)) => Some(ch.clone()),
         _ => top_hash(tp).cloned(),
     }
@@ -725,7 +748,9 @@ pub(crate) fn retry_policy(r: Option<&HttpRetry>, consistent_hash: bool) -> Opti
     let Some(r) = r else {
         return Some(out);
     };
-    let attempts = u32::try_from(r.attempts.unwrap_or(0)).ok().filter(|a| *a > 0)?;
+    let attempts = u32::try_from(r.attempts.unwrap_or(0))
+        .ok()
+        .filter(|a| *a > 0)?;
     out.num_retries = Some(UInt32Value { value: attempts });
     if let Some(on) = &r.retry_on {
         let (conditions, codes) = parse_retry_on(on);
@@ -740,7 +765,11 @@ pub(crate) fn retry_policy(r: Option<&HttpRetry>, consistent_hash: bool) -> Opti
     }
     out.per_try_timeout = r.per_try_timeout.map(|d| pb_duration(d.get()));
     if let Some(ignore) = r.retry_ignore_previous_hosts {
-        out.retry_host_predicate = if ignore { vec![previous_hosts()] } else { Vec::new() };
+        out.retry_host_predicate = if ignore {
+            vec![previous_hosts()]
+        } else {
+            Vec::new()
+        };
     }
     if r.retry_remote_localities == Some(true) {
         out.retry_priority = Some(retry_policy::RetryPriority {

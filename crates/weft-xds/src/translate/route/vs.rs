@@ -258,7 +258,10 @@ fn merge_match(root: &HttpMatchRequest, d: &HttpMatchRequest) -> HttpMatchReques
 }
 
 /// `root` entries overridden by `delegate` entries.
-fn merged<V: Clone>(root: &BTreeMap<String, V>, delegate: &BTreeMap<String, V>) -> BTreeMap<String, V> {
+fn merged<V: Clone>(
+    root: &BTreeMap<String, V>,
+    delegate: &BTreeMap<String, V>,
+) -> BTreeMap<String, V> {
     let mut out = root.clone();
     out.extend(delegate.iter().map(|(k, v)| (k.clone(), v.clone())));
     out
