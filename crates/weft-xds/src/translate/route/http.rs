@@ -135,10 +135,10 @@ fn translate(
     http: &HttpRoute,
     m: Option<&HttpMatchRequest>,
 ) -> Option<Route> {
-    if let Some(m) = m {
-        if m.port.is_some_and(|p| p != u32::from(ctx.port)) || !source_matches(ctx, m) {
-            return None;
-        }
+    if let Some(m) = m
+        && (m.port.is_some_and(|p| p != u32::from(ctx.port)) || !source_matches(ctx, m))
+    {
+        return None;
     }
     let mut name = http.name.clone().unwrap_or_default();
     if let Some(n) = m.and_then(|m| m.name.as_deref()) {
@@ -834,7 +834,6 @@ fn fault(f: &HttpFaultInjection) -> Option<HttpFault> {
         Some(FaultDelay {
             percentage: Some(percentage),
             fault_delay_secifier: Some(FaultDelaySecifier::FixedDelay(pb_duration(fixed.get()))),
-            ..Default::default()
         })
     });
     let abort = f.abort.as_ref().and_then(|a| {

@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap::StaticResources};
@@ -616,7 +615,9 @@ fn single_weighted_subset_and_port_destinations() {
             ("outbound|9080|v2|reviews.bookinfo.svc.cluster.local", 25)
         ]
     );
-    assert_eq!(w.total_weight, None);
+    #[allow(deprecated)]
+    let total = w.total_weight;
+    assert_eq!(total, None);
 }
 
 #[test]
