@@ -1468,3 +1468,21 @@ fn host_intersection_picks_the_narrower_name() {
     assert_eq!(intersect_hosts(&s(&["*"]), &s(&["*.a.com"])), ["*.a.com"]);
     assert!(intersect_hosts(&s(&["a.com"]), &s(&["b.com"])).is_empty());
 }
+
+#[test]
+fn proxyless_grpc_timeouts_use_max_stream_duration() {
+    let m = with_services(&vs(
+        "  - route: [{destination: {host: reviews}}]\n    timeout: 2s\n",
+    ));
+    let mut n = node("bookinfo", &[]);
+    n.generator = Generator::Grpc;
+    let rc = outbound(&m, &n, 9080);
+    let msd = action(&vhost(&rc, REVIEWS).routes[0])
+        .max_stream_duration
+        .unwrap();
+    let two = Some(http::pb_duration(std::time::Duration::from_secs(2)));
+    assert_eq!(
+        (msd.max_stream_duration, msd.grpc_timeout_header_max),
+        (two, None)
+    );
+}
