@@ -531,24 +531,24 @@ fn destination_action(
     Some(action)
 }
 
-/// `timeout` (0s, disabled, when unset) and the gRPC timeout cap Istio pairs with it: the
-/// `grpc-timeout` header is honoured up to the same value (Istio writes this with the
-/// deprecated `max_grpc_timeout`; `max_stream_duration.grpc_timeout_header_max` is its
-/// replacement). Proxyless gRPC clients read `max_stream_duration` instead.
+/// `timeout` (0s, disabled, when unset). Proxyless gRPC clients read
+/// `max_stream_duration.max_stream_duration` instead, so they get the same value there.
+///
+/// Istio also caps the `grpc-timeout` header at the route timeout with the deprecated
+/// `max_grpc_timeout`. Its replacement, `max_stream_duration.grpc_timeout_header_max`, is not
+/// equivalent: any `max_stream_duration` switches Envoy's router to "new timeouts", where the
+/// route `timeout` is ignored (a 0.5 s VirtualService timeout would never fire). weft therefore
+/// sets neither for proxies; gRPC requests through them get the route timeout regardless of
+/// their `grpc-timeout` header.
 pub(crate) fn set_timeout(action: &mut RouteAction, timeout: Option<StdDuration>, grpc: bool) {
     let t = pb_duration(timeout.unwrap_or_default());
     action.timeout = Some(t);
-    action.max_stream_duration = Some(if grpc {
-        route_action::MaxStreamDuration {
+    if grpc {
+        action.max_stream_duration = Some(route_action::MaxStreamDuration {
             max_stream_duration: Some(t),
             ..Default::default()
-        }
-    } else {
-        route_action::MaxStreamDuration {
-            grpc_timeout_header_max: Some(t),
-            ..Default::default()
-        }
-    });
+        });
+    }
 }
 
 fn mirror_percent(

@@ -895,13 +895,8 @@ fn retries_and_timeouts() {
         a.timeout,
         Some(http::pb_duration(std::time::Duration::from_secs(3)))
     );
-    assert_eq!(
-        a.max_stream_duration
-            .as_ref()
-            .unwrap()
-            .grpc_timeout_header_max,
-        Some(http::pb_duration(std::time::Duration::from_secs(3)))
-    );
+    // Any max_stream_duration would make Envoy ignore the route timeout ("new timeouts").
+    assert_eq!(a.max_stream_duration, None);
     let p = a.retry_policy.as_ref().unwrap();
     assert_eq!(p.num_retries, Some(UInt32Value { value: 4 }));
     assert_eq!(p.retry_on, "5xx,gateway-error,retriable-status-codes");

@@ -1,0 +1,500 @@
+//! Istio's traffic-management tasks, end to end: `weft control` serves Istio YAML to sidecars
+//! (real Envoy bootstrapped like istio-proxy, and weft's own proxy), which route real requests
+//! to test upstreams on loopback. Each scenario runs with both sidecars and expects the outcome
+//! Istio's task documents; every test also asserts that no proxy rejected (NACKed) anything.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod mesh;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mesh::{ControlPlane, Kind, Net, Sidecar, Workload, sidecar};
+use weft_test_support::{
+    HttpServer, HttpServerHandle, LoadConfig, TestResponse, http1_get, load_with,
+};
+
+/// `reviews` v1/v2/v3 behind a ServiceEntry, a client whose Sidecar (captureMode NONE) gives
+/// it an egress listener on {{NET}}.1.1:9080, and the subsets.
+const BASE: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: demo}
+spec:
+  hosts: [reviews.demo.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP, targetPort: 8080}]
+  workloadSelector: {labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1, namespace: demo}
+spec: {address: "{{NET}}.2.1", labels: {app: reviews, version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v2, namespace: demo}
+spec: {address: "{{NET}}.2.2", labels: {app: reviews, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v3, namespace: demo}
+spec: {address: "{{NET}}.2.3", labels: {app: reviews, version: v3}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: client, namespace: demo}
+spec:
+  workloadSelector: {labels: {app: client}}
+  egress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    bind: "{{NET}}.1.1"
+    captureMode: NONE
+    hosts: ["./*"]
+---
+"#;
+
+const SUBSETS: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: demo}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+  - {name: v3, labels: {version: v3}}
+---
+"#;
+
+struct Env {
+    net: Net,
+    cp: ControlPlane,
+    client: Sidecar,
+    upstreams: BTreeMap<&'static str, HttpServerHandle>,
+}
+
+impl Env {
+    /// Starts upstreams, the control plane on `BASE` + `extra`, and the client's sidecar;
+    /// `None` when the sidecar kind is unavailable here (Envoy not installed, outside CI).
+    async fn start(kind: Kind, extra: &str) -> Option<Env> {
+        let net = Net::new();
+        let mut upstreams = BTreeMap::new();
+        for (i, v) in ["v1", "v2", "v3"].into_iter().enumerate() {
+            let server = HttpServer::builder()
+                .name(v)
+                .bind(net.addr(2, i as u8 + 1, 8080))
+                .start()
+                .await;
+            upstreams.insert(v, server);
+        }
+        let cp = ControlPlane::start(net, &format!("{BASE}{extra}")).await;
+        let client = sidecar(
+            kind,
+            &cp,
+            &Workload {
+                name: "client",
+                namespace: "demo",
+                ip: net.ip(1, 1),
+                labels: &[("app", "client")],
+            },
+        )
+        .await?;
+        cp.wait_synced(1).await;
+        Some(Env {
+            net,
+            cp,
+            client,
+            upstreams,
+        })
+    }
+
+    async fn apply(&self, extra: &str) {
+        self.cp.apply(&format!("{BASE}{extra}")).await;
+    }
+
+    async fn get(&self, headers: &[(&str, &str)]) -> TestResponse {
+        self.get_path("/", headers).await
+    }
+
+    async fn get_path(&self, path: &str, headers: &[(&str, &str)]) -> TestResponse {
+        tokio::time::timeout(
+            Duration::from_secs(15),
+            http1_get(self.net.addr(1, 1, 9080), "reviews", path, headers),
+        )
+        .await
+        .expect("request timed out")
+        .expect("request failed")
+    }
+
+    /// `n` requests: how many each upstream answered (`status:<code>` for non-2xx).
+    async fn spread(&self, n: usize, headers: &[(&str, &str)]) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for _ in 0..n {
+            let r = self.get(headers).await;
+            let key = match (r.status.as_u16(), r.served_by()) {
+                (200, Some(s)) => s.to_owned(),
+                (status, _) => format!("status:{status}"),
+            };
+            *out.entry(key).or_default() += 1;
+        }
+        out
+    }
+
+    async fn finish(self) {
+        self.cp.assert_no_nacks().await;
+        drop(self.client);
+    }
+}
+
+macro_rules! both {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn envoy() {
+                super::$scenario(super::Kind::Envoy).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn weft() {
+                super::$scenario(super::Kind::Weft).await;
+            }
+        }
+    };
+}
+
+/// Istio task "Request routing": the user `jason` gets v2, everyone else v1.
+async fn header_routing(kind: Kind) {
+    let vs = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: demo}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+"#;
+    let Some(env) = Env::start(kind, &format!("{SUBSETS}{vs}")).await else {
+        return;
+    };
+    let jason = env.spread(10, &[("end-user", "jason")]).await;
+    assert_eq!(jason, BTreeMap::from([("v2".to_owned(), 10)]));
+    let others = env.spread(10, &[("end-user", "alice")]).await;
+    assert_eq!(others, BTreeMap::from([("v1".to_owned(), 10)]));
+    let anonymous = env.spread(10, &[]).await;
+    assert_eq!(anonymous, BTreeMap::from([("v1".to_owned(), 10)]));
+    env.finish().await;
+}
+both!(header_routing);
+
+fn weighted(v1: u32, v3: u32) -> String {
+    format!(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: demo}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {{destination: {{host: reviews, subset: v1}}, weight: {v1}}}
+    - {{destination: {{host: reviews, subset: v3}}, weight: {v3}}}
+"#
+    )
+}
+
+/// Istio task "Traffic shifting": 50/50 between v1 and v3, then all to v3.
+async fn traffic_shifting(kind: Kind) {
+    let Some(env) = Env::start(kind, &format!("{SUBSETS}{}", weighted(50, 50))).await else {
+        return;
+    };
+    let spread = env.spread(200, &[]).await;
+    let (v1, v3) = (
+        spread.get("v1").copied().unwrap_or(0),
+        spread.get("v3").copied().unwrap_or(0),
+    );
+    assert_eq!(v1 + v3, 200, "{spread:?}");
+    // Binomial(200, 0.5): 60..=140 is more than 5 standard deviations wide.
+    assert!((60..=140).contains(&v1), "50/50 split gave {spread:?}");
+
+    env.apply(&format!("{SUBSETS}{}", weighted(0, 100))).await;
+    let spread = env.spread(50, &[]).await;
+    assert_eq!(spread, BTreeMap::from([("v3".to_owned(), 50)]));
+    env.finish().await;
+}
+both!(traffic_shifting);
+
+/// Istio task "Request timeouts": a 0.5 s route timeout cuts off a 3 s upstream with 504.
+async fn request_timeout(kind: Kind) {
+    let vs = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: demo}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v2}}]
+    timeout: 0.5s
+"#;
+    let Some(env) = Env::start(kind, &format!("{SUBSETS}{vs}")).await else {
+        return;
+    };
+    let fast = env.get(&[]).await;
+    assert_eq!(fast.status.as_u16(), 200);
+    let started = std::time::Instant::now();
+    let slow = env.get(&[("x-test-delay-ms", "3000")]).await;
+    let took = started.elapsed();
+    assert_eq!(slow.status.as_u16(), 504, "{}", slow.text());
+    assert!(
+        took < Duration::from_millis(2500),
+        "timeout fired after {took:?}"
+    );
+    env.finish().await;
+}
+both!(request_timeout);
+
+/// Istio task "Fault injection": jason gets a 1 s delay, and an HTTP 500 abort on another
+/// path; other users are untouched.
+async fn fault_injection(kind: Kind) {
+    let vs = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: demo}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}, uri: {prefix: /abort}}]
+    fault: {abort: {httpStatus: 500, percentage: {value: 100}}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - match: [{headers: {end-user: {exact: jason}}}]
+    fault: {delay: {fixedDelay: 1s, percentage: {value: 100}}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+"#;
+    let Some(env) = Env::start(kind, &format!("{SUBSETS}{vs}")).await else {
+        return;
+    };
+    let aborted = env.get_path("/abort", &[("end-user", "jason")]).await;
+    assert_eq!(aborted.status.as_u16(), 500);
+    assert_eq!(
+        aborted.served_by(),
+        None,
+        "an abort never reaches the upstream"
+    );
+    let started = std::time::Instant::now();
+    let delayed = env.get(&[("end-user", "jason")]).await;
+    assert_eq!(delayed.status.as_u16(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "no delay: {:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    let other = env.get_path("/abort", &[("end-user", "alice")]).await;
+    assert_eq!(other.status.as_u16(), 200);
+    assert!(started.elapsed() < Duration::from_millis(900));
+    env.finish().await;
+}
+both!(fault_injection);
+
+/// Retries hide a flaky upstream: the first two attempts fail with 503, the caller sees 200.
+async fn retries(kind: Kind) {
+    let vs = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: demo}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}}]
+    retries: {attempts: 3, retryOn: 5xx, perTryTimeout: 2s}
+"#;
+    let Some(env) = Env::start(kind, &format!("{SUBSETS}{vs}")).await else {
+        return;
+    };
+    env.upstreams["v1"].fail_next(2, 503);
+    let before = env.upstreams["v1"].request_count();
+    let r = env.get(&[]).await;
+    assert_eq!(r.status.as_u16(), 200);
+    assert_eq!(
+        env.upstreams["v1"].request_count() - before,
+        3,
+        "two retries"
+    );
+    env.finish().await;
+}
+both!(retries);
+
+/// Istio task "Circuit breaking": one connection, one pending request; a burst of concurrent
+/// requests overflows and is answered 503 with `x-envoy-overloaded`.
+async fn circuit_breaking(kind: Kind) {
+    let dr = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: demo}
+spec:
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: demo}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}}]
+"#;
+    let Some(env) = Env::start(kind, dr).await else {
+        return;
+    };
+    let mut load = LoadConfig::new(env.net.addr(1, 1, 9080), 40, 10);
+    load.host = "reviews".into();
+    load.headers = vec![("x-test-delay-ms".into(), "200".into())];
+    load.max_duration = Duration::from_secs(30);
+    let report = load_with(load).await;
+    let overflow = report.statuses.get(&503).copied().unwrap_or(0);
+    assert!(report.ok > 0, "{report:?}");
+    assert!(overflow > 0, "no request overflowed: {:?}", report.statuses);
+    env.finish().await;
+}
+both!(circuit_breaking);
+
+/// Istio task "Mirroring": all traffic to v1, mirrored to v2; callers see v1's answers, v2
+/// receives the copies with the `-shadow` authority.
+async fn mirroring(kind: Kind) {
+    let vs = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: demo}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}, weight: 100}]
+    mirror: {host: reviews, subset: v2}
+    mirrorPercentage: {value: 100.0}
+"#;
+    let Some(env) = Env::start(kind, &format!("{SUBSETS}{vs}")).await else {
+        return;
+    };
+    let spread = env.spread(10, &[]).await;
+    assert_eq!(spread, BTreeMap::from([("v1".to_owned(), 10)]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while env.upstreams["v2"].request_count() < 10 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(env.upstreams["v2"].request_count(), 10);
+    let copy = env.upstreams["v2"].last_request().unwrap();
+    assert!(
+        copy.header("host").unwrap_or_default().ends_with("-shadow"),
+        "mirrored authority: {:?}",
+        copy.header("host")
+    );
+    env.finish().await;
+}
+both!(mirroring);
+
+/// Outlier detection: a host that answers 500 is ejected after one error and the rest of the
+/// traffic goes to the healthy hosts.
+async fn outlier_ejection(kind: Kind) {
+    let dr = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: demo}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection:
+      consecutive5xxErrors: 1
+      interval: 100ms
+      baseEjectionTime: 60s
+      maxEjectionPercent: 50
+"#;
+    let Some(env) = Env::start(kind, dr).await else {
+        return;
+    };
+    env.upstreams["v1"].fail_next(1000, 500);
+    // Until v1 is ejected, some requests hit it; afterwards none do.
+    let _ = env.spread(10, &[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let spread = env.spread(30, &[]).await;
+    assert_eq!(
+        spread.get("status:500"),
+        None,
+        "v1 was not ejected: {spread:?}"
+    );
+    assert_eq!(spread.values().sum::<usize>(), 30);
+    env.finish().await;
+}
+both!(outlier_ejection);
+
+/// A configuration change under continuous load fails no request.
+async fn change_under_load(kind: Kind) {
+    let Some(env) = Env::start(kind, &format!("{SUBSETS}{}", weighted(100, 0))).await else {
+        return;
+    };
+    let mut load = LoadConfig::new(env.net.addr(1, 1, 9080), 1500, 4);
+    load.host = "reviews".into();
+    load.rate = Some(300);
+    load.max_duration = Duration::from_secs(20);
+    let running = tokio::spawn(load_with(load));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    env.apply(&format!("{SUBSETS}{}", weighted(50, 50))).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    env.apply(&format!("{SUBSETS}{}", weighted(0, 100))).await;
+    let report = running.await.unwrap();
+    assert_eq!(
+        report.failed, 0,
+        "{:?} {:?}",
+        report.statuses, report.errors
+    );
+    assert!(
+        report.served_by.contains_key("v1") && report.served_by.contains_key("v3"),
+        "{:?}",
+        report.served_by
+    );
+    env.finish().await;
+}
+both!(change_under_load);
+
+/// Killing the control plane under load fails no request; after a restart the proxy resyncs
+/// and follows new configuration.
+async fn control_plane_restart(kind: Kind) {
+    let Some(mut env) = Env::start(kind, &format!("{SUBSETS}{}", weighted(100, 0))).await else {
+        return;
+    };
+    let mut load = LoadConfig::new(env.net.addr(1, 1, 9080), 1200, 4);
+    load.host = "reviews".into();
+    load.rate = Some(300);
+    load.max_duration = Duration::from_secs(20);
+    let running = tokio::spawn(load_with(load));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.cp.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Change the configuration while the control plane is down, then bring it back.
+    std::fs::write(
+        env.cp.dir.join("config/mesh.yaml"),
+        env.net
+            .render(&format!("{BASE}{SUBSETS}{}", weighted(0, 100))),
+    )
+    .unwrap();
+    env.cp.restart().await;
+    env.cp.wait_synced(1).await;
+    let report = running.await.unwrap();
+    assert_eq!(
+        report.failed, 0,
+        "{:?} {:?}",
+        report.statuses, report.errors
+    );
+    let spread = env.spread(20, &[]).await;
+    assert_eq!(spread, BTreeMap::from([("v3".to_owned(), 20)]));
+    env.finish().await;
+}
+both!(control_plane_restart);
