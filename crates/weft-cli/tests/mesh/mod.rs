@@ -3,7 +3,7 @@
 //! all on loopback. Each test process gets its own `127.<n>.0.0/16` so tests run in parallel
 //! on fixed ports.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
