@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use mesh::{ControlPlane, Kind, Net, Sidecar, Workload, sidecar};
 use weft_test_support::{
-    HttpServer, HttpServerHandle, LoadConfig, TestResponse, http1_get, load_with,
+    HttpServer, HttpServerHandle, HttpVersion, LoadConfig, TestPki, TestResponse, http1_get,
+    https_get, load_with,
 };
 
 /// `reviews` v1/v2/v3 behind a ServiceEntry, a client whose Sidecar (captureMode NONE) gives
@@ -98,6 +99,7 @@ impl Env {
                 namespace: "demo",
                 ip: net.ip(1, 1),
                 labels: &[("app", "client")],
+                router: false,
             },
         )
         .await?;
@@ -498,3 +500,88 @@ async fn control_plane_restart(kind: Kind) {
     env.finish().await;
 }
 both!(control_plane_restart);
+
+/// Istio task "Ingress gateways": a Gateway with an HTTP server and an HTTPS (SIMPLE, certificate
+/// from files) server on bound addresses, VirtualServices bound to it routing by path to
+/// subsets; the gateway proxy routes accordingly and answers 404 for unknown hosts.
+async fn ingress_gateway(kind: Kind) {
+    let pki = TestPki::new();
+    let cert = pki.server_cert(&["bookinfo.example.com"]);
+    let config = format!(
+        r#"{SUBSETS}
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: bookinfo-gateway, namespace: demo}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 8080, name: http, protocol: HTTP}}
+    bind: "{{{{NET}}}}.3.1"
+    hosts: ["bookinfo.example.com"]
+  - port: {{number: 8443, name: https, protocol: HTTPS}}
+    bind: "{{{{NET}}}}.3.1"
+    hosts: ["bookinfo.example.com"]
+    tls: {{mode: SIMPLE, serverCertificate: "{cert}", privateKey: "{key}"}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: bookinfo, namespace: demo}}
+spec:
+  hosts: ["bookinfo.example.com"]
+  gateways: [bookinfo-gateway]
+  http:
+  - match: [{{uri: {{prefix: /v2}}}}]
+    route: [{{destination: {{host: reviews.demo.svc.cluster.local, subset: v2, port: {{number: 9080}}}}}}]
+  - route: [{{destination: {{host: reviews.demo.svc.cluster.local, subset: v1, port: {{number: 9080}}}}}}]
+"#,
+        cert = cert.cert_path.display(),
+        key = cert.key_path.display(),
+    );
+    let Some(env) = Env::start(kind, &config).await else {
+        return;
+    };
+    let Some(_gateway) = sidecar(
+        kind,
+        &env.cp,
+        &Workload {
+            name: "ingressgateway",
+            namespace: "demo",
+            ip: env.net.ip(3, 1),
+            labels: &[("istio", "ingressgateway")],
+            router: true,
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    env.cp.wait_synced(2).await;
+    let http = env.net.addr(3, 1, 8080);
+    let r = http1_get(http, "bookinfo.example.com", "/v2/x", &[])
+        .await
+        .unwrap();
+    assert_eq!((r.status.as_u16(), r.served_by()), (200, Some("v2")));
+    let r = http1_get(http, "bookinfo.example.com", "/", &[])
+        .await
+        .unwrap();
+    assert_eq!((r.status.as_u16(), r.served_by()), (200, Some("v1")));
+    let r = http1_get(http, "other.example.com", "/", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 404);
+
+    let tls = pki.client_tls("bookinfo.example.com", None);
+    let r = https_get(
+        env.net.addr(3, 1, 8443),
+        HttpVersion::Http1,
+        &tls,
+        "bookinfo.example.com",
+        "/v2/secure",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status.as_u16(), r.served_by()), (200, Some("v2")));
+    env.finish().await;
+}
+both!(ingress_gateway);

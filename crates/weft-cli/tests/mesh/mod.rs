@@ -206,6 +206,8 @@ pub struct Workload<'a> {
     pub namespace: &'a str,
     pub ip: IpAddr,
     pub labels: &'a [(&'a str, &'a str)],
+    /// A gateway (`router`) rather than a sidecar.
+    pub router: bool,
 }
 
 /// Starts a sidecar of `kind` for `w`; `None` when Envoy is wanted but not installed (outside
@@ -213,8 +215,9 @@ pub struct Workload<'a> {
 pub async fn sidecar(kind: Kind, cp: &ControlPlane, w: &Workload<'_>) -> Option<Sidecar> {
     let dir = TempDir::new("sidecar");
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let proxy_type = if w.router { "router" } else { "sidecar" };
     let node_id = format!(
-        "sidecar~{}~{}.{}~{}.svc.cluster.local",
+        "{proxy_type}~{}~{}.{}~{}.svc.cluster.local",
         w.ip, w.name, w.namespace, w.namespace
     );
     let mut process = match kind {
@@ -276,6 +279,7 @@ static_resources:
             cmd.args(["proxy", "--control-plane", &cp.xds.to_string()])
                 .args(["--workload", w.name, "--namespace", w.namespace])
                 .args(["--ip", &w.ip.to_string()])
+                .args(["--type", proxy_type])
                 .args(["--admin", &admin.to_string()])
                 .args(["--concurrency", "1"]);
             for (k, v) in w.labels {
