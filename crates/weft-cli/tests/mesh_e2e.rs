@@ -158,6 +158,10 @@ macro_rules! both {
                 super::$scenario(super::Kind::Envoy).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn envoy_delta() {
+                super::$scenario(super::Kind::EnvoyDelta).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn weft() {
                 super::$scenario(super::Kind::Weft).await;
             }

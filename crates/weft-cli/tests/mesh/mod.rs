@@ -17,8 +17,10 @@ use weft_test_support::{ChildProcess, TempDir, free_port, http1_get, require_env
 /// Which proxy runs as the sidecar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Envoy 1.40, bootstrapped like istio-proxy.
+    /// Envoy 1.40, bootstrapped like istio-proxy (state-of-the-world ADS).
     Envoy,
+    /// The same Envoy speaking incremental (delta) ADS.
+    EnvoyDelta,
     /// `weft proxy --control-plane ...`.
     Weft,
 }
@@ -221,7 +223,12 @@ pub async fn sidecar(kind: Kind, cp: &ControlPlane, w: &Workload<'_>) -> Option<
         w.ip, w.name, w.namespace, w.namespace
     );
     let mut process = match kind {
-        Kind::Envoy => {
+        Kind::Envoy | Kind::EnvoyDelta => {
+            let api_type = if kind == Kind::EnvoyDelta {
+                "DELTA_GRPC"
+            } else {
+                "GRPC"
+            };
             let envoy = require_envoy()?;
             let labels: Vec<String> = w
                 .labels
@@ -240,7 +247,7 @@ pub async fn sidecar(kind: Kind, cp: &ControlPlane, w: &Workload<'_>) -> Option<
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin_port}}}}}}}
 dynamic_resources:
   ads_config:
-    api_type: GRPC
+    api_type: {api_type}
     transport_api_version: V3
     grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
     set_node_on_first_message_only: true
