@@ -589,3 +589,87 @@ spec:
     env.finish().await;
 }
 both!(ingress_gateway);
+
+/// Both ends meshed without capture: the client's sidecar sends to the reviews workload's
+/// sidecar (a Sidecar ingress listener on the workload's address, port 9080), which forwards
+/// to the application on `defaultEndpoint` (the workload's own address, port 8081).
+async fn two_hops(kind: Kind) {
+    let config = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings, namespace: demo}
+spec:
+  hosts: [ratings.demo.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: ratings}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: ratings-v1, namespace: demo}
+spec: {address: "{{NET}}.4.1", labels: {app: ratings}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: ratings, namespace: demo}
+spec:
+  workloadSelector: {labels: {app: ratings}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: "0.0.0.0:8081"
+    captureMode: NONE
+  egress:
+  - hosts: ["./*"]
+    captureMode: NONE
+    port: {number: 9999, protocol: HTTP, name: unused}
+    bind: "{{NET}}.4.1"
+"#;
+    let Some(env) = Env::start(kind, config).await else {
+        return;
+    };
+    let app = HttpServer::builder()
+        .name("ratings-app")
+        .bind(env.net.addr(4, 1, 8081))
+        .start()
+        .await;
+    let Some(ratings) = sidecar(
+        kind,
+        &env.cp,
+        &Workload {
+            name: "ratings-v1",
+            namespace: "demo",
+            ip: env.net.ip(4, 1),
+            labels: &[("app", "ratings")],
+            router: false,
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    env.cp.wait_synced(2).await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        http1_get(env.net.addr(1, 1, 9080), "ratings", "/ratings/1", &[]),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(r.served_by(), Some("ratings-app"));
+    let seen = app.last_request().unwrap();
+    assert_eq!(seen.path, "/ratings/1");
+    // The request went through the ratings sidecar's inbound cluster.
+    let stats = http1_get(ratings.admin, "admin", "/stats", &[])
+        .await
+        .unwrap()
+        .text();
+    let inbound = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cluster.inbound|9080||.upstream_rq_total: "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert_eq!(inbound, Some(1), "inbound stats:\n{stats}");
+    env.finish().await;
+}
+both!(two_hops);
