@@ -673,3 +673,58 @@ spec:
     env.finish().await;
 }
 both!(two_hops);
+
+/// A change that fails validation is rejected with file, line and field; the last good
+/// configuration keeps serving and no proxy sees the bad version.
+async fn invalid_change_keeps_last_good(kind: Kind) {
+    let Some(env) = Env::start(kind, &format!("{SUBSETS}{}", weighted(100, 0))).await else {
+        return;
+    };
+    let reloads = env.cp.get("/debug/config_status").await["reloads"]
+        .as_u64()
+        .unwrap();
+    let generation = env.cp.generation().await;
+    // A negative weight fails validation.
+    std::fs::write(
+        env.cp.dir.join("config/mesh.yaml"),
+        env.net.render(
+            &format!("{BASE}{SUBSETS}{}", weighted(0, 100)).replace("weight: 100", "weight: -5"),
+        ),
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        let s = env.cp.get("/debug/config_status").await;
+        if s["reloads"].as_u64().unwrap() > reloads {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no reload: {s:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let rejected = &status["rejected"][0];
+    assert_eq!(
+        rejected["resource"], "VirtualService demo/reviews",
+        "{status:#}"
+    );
+    assert!(
+        rejected["location"]
+            .as_str()
+            .unwrap()
+            .contains("mesh.yaml:"),
+        "{status:#}"
+    );
+    assert!(
+        rejected["message"].as_str().unwrap().contains("weight"),
+        "{status:#}"
+    );
+    assert_eq!(rejected["kept_last_good"], true);
+    assert_eq!(
+        env.cp.generation().await,
+        generation,
+        "nothing new was pushed"
+    );
+    let spread = env.spread(20, &[]).await;
+    assert_eq!(spread, BTreeMap::from([("v1".to_owned(), 20)]));
+    env.finish().await;
+}
+both!(invalid_change_keeps_last_good);
