@@ -239,44 +239,85 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let peer = request.remote_addr();
-        let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(16);
-        let server = self.clone();
-        tokio::spawn(async move {
-            let first = match inbound.message().await {
-                Ok(Some(m)) => m,
-                _ => return,
-            };
-            let node = match first
-                .node
-                .as_ref()
-                .ok_or(crate::node::NodeError::Missing)
-                .and_then(ProxyNode::from_node)
-            {
-                Ok(n) => n,
-                Err(e) => {
-                    server
-                        .inner
-                        .stats
-                        .refused_streams
-                        .fetch_add(1, Ordering::Relaxed);
-                    let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
-                    return;
-                }
-            };
-            tracing::info!(node = %node.id, ?peer, "proxy connected (sotw)");
-            let reg = server.register(&node, peer, Mode::Sotw);
-            run_sotw(&server, &reg, &node, first, inbound, tx).await;
-            tracing::info!(node = %node.id, "proxy disconnected");
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(self.open::<sotw::SotwStream>(request))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(self.open::<delta::DeltaStream>(request))
+    }
+}
+
+/// What differs between the two protocol variants: their messages and state machines.
+trait Protocol: Default + Send + 'static {
+    type Req: Message + Send + 'static;
+    type Resp: Message + Send + 'static;
+    const MODE: Mode;
+    fn node(req: &Self::Req) -> Option<&envoy_types::pb::envoy::config::core::v3::Node>;
+    fn req_type(req: &Self::Req) -> &str;
+    fn resp_type(resp: &Self::Resp) -> &str;
+    fn on_request(&mut self, req: &Self::Req, snap: &Snapshot) -> (RequestKind, Vec<Self::Resp>);
+    fn on_snapshot(&mut self, snap: &Snapshot) -> Vec<Self::Resp>;
+    fn status(&self) -> BTreeMap<TypeUrl, TypeStatus>;
+}
+
+impl Protocol for sotw::SotwStream {
+    type Req = DiscoveryRequest;
+    type Resp = DiscoveryResponse;
+    const MODE: Mode = Mode::Sotw;
+    fn node(req: &Self::Req) -> Option<&envoy_types::pb::envoy::config::core::v3::Node> {
+        req.node.as_ref()
+    }
+    fn req_type(req: &Self::Req) -> &str {
+        &req.type_url
+    }
+    fn resp_type(resp: &Self::Resp) -> &str {
+        &resp.type_url
+    }
+    fn on_request(&mut self, req: &Self::Req, snap: &Snapshot) -> (RequestKind, Vec<Self::Resp>) {
+        sotw::SotwStream::on_request(self, req, snap)
+    }
+    fn on_snapshot(&mut self, snap: &Snapshot) -> Vec<Self::Resp> {
+        sotw::SotwStream::on_snapshot(self, snap)
+    }
+    fn status(&self) -> BTreeMap<TypeUrl, TypeStatus> {
+        sotw::SotwStream::status(self)
+    }
+}
+
+impl Protocol for delta::DeltaStream {
+    type Req = DeltaDiscoveryRequest;
+    type Resp = DeltaDiscoveryResponse;
+    const MODE: Mode = Mode::Delta;
+    fn node(req: &Self::Req) -> Option<&envoy_types::pb::envoy::config::core::v3::Node> {
+        req.node.as_ref()
+    }
+    fn req_type(req: &Self::Req) -> &str {
+        &req.type_url
+    }
+    fn resp_type(resp: &Self::Resp) -> &str {
+        &resp.type_url
+    }
+    fn on_request(&mut self, req: &Self::Req, snap: &Snapshot) -> (RequestKind, Vec<Self::Resp>) {
+        delta::DeltaStream::on_request(self, req, snap)
+    }
+    fn on_snapshot(&mut self, snap: &Snapshot) -> Vec<Self::Resp> {
+        delta::DeltaStream::on_snapshot(self, snap)
+    }
+    fn status(&self) -> BTreeMap<TypeUrl, TypeStatus> {
+        delta::DeltaStream::status(self)
+    }
+}
+
+impl AdsServer {
+    /// Starts serving one stream: the first request must name the node; then requests and
+    /// mesh changes drive the protocol's state machine until either side goes away.
+    fn open<P: Protocol>(
+        &self,
+        request: Request<Streaming<P::Req>>,
+    ) -> Response<BoxStream<P::Resp>> {
         let peer = request.remote_addr();
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
@@ -286,9 +327,7 @@ impl AggregatedDiscoveryService for AdsServer {
                 Ok(Some(m)) => m,
                 _ => return,
             };
-            let node = match first
-                .node
-                .as_ref()
+            let node = match P::node(&first)
                 .ok_or(crate::node::NodeError::Missing)
                 .and_then(ProxyNode::from_node)
             {
@@ -303,26 +342,24 @@ impl AggregatedDiscoveryService for AdsServer {
                     return;
                 }
             };
-            tracing::info!(node = %node.id, ?peer, "proxy connected (delta)");
-            let reg = server.register(&node, peer, Mode::Delta);
-            run_delta(&server, &reg, &node, first, inbound, tx).await;
+            tracing::info!(node = %node.id, ?peer, mode = P::MODE.as_str(), "proxy connected");
+            let reg = server.register(&node, peer, P::MODE);
+            run::<P>(&server, &reg, &node, first, inbound, tx).await;
             tracing::info!(node = %node.id, "proxy disconnected");
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Response::new(Box::pin(ReceiverStream::new(rx)))
     }
 }
 
 /// Sends `responses`; false when the proxy is gone.
-async fn send_all<M: Message>(
+async fn send_all<P: Protocol>(
     server: &AdsServer,
-    mode: Mode,
-    tx: &mpsc::Sender<Result<M, Status>>,
-    responses: Vec<M>,
-    type_of: impl Fn(&M) -> &str,
+    tx: &mpsc::Sender<Result<P::Resp, Status>>,
+    responses: Vec<P::Resp>,
 ) -> bool {
     for r in responses {
-        if let Some(t) = TypeUrl::parse(type_of(&r)) {
-            server.count(mode, t, r.encoded_len());
+        if let Some(t) = TypeUrl::parse(P::resp_type(&r)) {
+            server.count(P::MODE, t, r.encoded_len());
         }
         if tx.send(Ok(r)).await.is_err() {
             return false;
@@ -344,24 +381,24 @@ fn log_request(server: &AdsServer, node: &ProxyNode, type_url: &str, kind: &Requ
     }
 }
 
-async fn run_sotw(
+async fn run<P: Protocol>(
     server: &AdsServer,
     reg: &Registration,
     node: &ProxyNode,
-    first: DiscoveryRequest,
-    mut inbound: Streaming<DiscoveryRequest>,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    first: P::Req,
+    mut inbound: Streaming<P::Req>,
+    tx: mpsc::Sender<Result<P::Resp, Status>>,
 ) {
     let mut mesh_rx = server.inner.mesh.subscribe();
     let mut state_now = mesh_rx.borrow_and_update().clone();
     let mut snap = state_now.snapshot(node).await;
-    let mut stream = sotw::SotwStream::default();
+    let mut stream = P::default();
     let mut next = Some(first);
     loop {
         if let Some(req) = next.take() {
             let (kind, out) = stream.on_request(&req, &snap);
-            log_request(server, node, &req.type_url, &kind);
-            if !send_all(server, Mode::Sotw, &tx, out, |r| &r.type_url).await {
+            log_request(server, node, P::req_type(&req), &kind);
+            if !send_all::<P>(server, &tx, out).await {
                 return;
             }
         }
@@ -382,54 +419,7 @@ async fn run_sotw(
                 state_now = mesh_rx.borrow_and_update().clone();
                 snap = state_now.snapshot(node).await;
                 let out = stream.on_snapshot(&snap);
-                if !send_all(server, Mode::Sotw, &tx, out, |r| &r.type_url).await {
-                    return;
-                }
-            }
-            () = tx.closed() => return,
-        }
-    }
-}
-
-async fn run_delta(
-    server: &AdsServer,
-    reg: &Registration,
-    node: &ProxyNode,
-    first: DeltaDiscoveryRequest,
-    mut inbound: Streaming<DeltaDiscoveryRequest>,
-    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
-) {
-    let mut mesh_rx = server.inner.mesh.subscribe();
-    let mut state_now = mesh_rx.borrow_and_update().clone();
-    let mut snap = state_now.snapshot(node).await;
-    let mut stream = delta::DeltaStream::default();
-    let mut next = Some(first);
-    loop {
-        if let Some(req) = next.take() {
-            let (kind, out) = stream.on_request(&req, &snap);
-            log_request(server, node, &req.type_url, &kind);
-            if !send_all(server, Mode::Delta, &tx, out, |r| &r.type_url).await {
-                return;
-            }
-        }
-        publish(reg, state_now.generation, stream.status());
-        tokio::select! {
-            msg = inbound.message() => match msg {
-                Ok(Some(req)) => next = Some(req),
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::debug!(node = %node.id, error = %e, "stream error");
-                    return;
-                }
-            },
-            changed = mesh_rx.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                state_now = mesh_rx.borrow_and_update().clone();
-                snap = state_now.snapshot(node).await;
-                let out = stream.on_snapshot(&snap);
-                if !send_all(server, Mode::Delta, &tx, out, |r| &r.type_url).await {
+                if !send_all::<P>(server, &tx, out).await {
                     return;
                 }
             }
