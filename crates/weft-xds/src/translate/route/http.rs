@@ -862,30 +862,7 @@ fn fault(f: &HttpFaultInjection) -> Option<HttpFault> {
 
 /// A gRPC status name's code (validation accepts only these names).
 fn grpc_code(name: &str) -> u32 {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES
-        .iter()
-        .position(|n| *n == name)
-        .and_then(|i| u32::try_from(i).ok())
-        .unwrap_or(0)
+    weft_api::networking::virtual_service::grpc_status_code(name).unwrap_or(0)
 }
 
 /// Istio's `TranslateCORSPolicy`.
