@@ -3,7 +3,8 @@
 //!
 //! Scenarios are data: every `tests/parity/<area>.yaml` holds a list of request cases, then `---`,
 //! then a bootstrap template (`{{VARS}}` are filled in per side: `LISTEN*` and `ADMIN` get free
-//! ports, `UPSTREAM_*`, `TLS_*`, `TCP_*` and `DEAD` point at the test servers below). Each file is
+//! ports, `UPSTREAM_*`, `TLS_*`, `TCP_*` and `DEAD` point at the test servers below, and
+//! `{{STANDARD_CLUSTERS}}` expands to `parity/clusters.inc`, one cluster per test server). Each file is
 //! one test; every differing case is reported by name. A case also states what Envoy must answer
 //! (`expect`), so a scenario cannot pass by both sides failing the same boring way.
 //!
@@ -85,6 +86,9 @@ struct Case {
     /// Wait this long after the answer before reading what the upstreams saw (mirrors).
     #[serde(default)]
     settle_ms: u64,
+    /// Compare whether the answer took at least this long (fault delays).
+    #[serde(default)]
+    slow_ms: Option<u64>,
     /// Extra response headers compared by value.
     #[serde(default)]
     response_headers: Vec<String>,
@@ -166,6 +170,8 @@ struct Observation {
     body: Option<String>,
     headers: BTreeMap<String, String>,
     served_by: Option<String>,
+    /// Whether the answer took at least `slow_ms`.
+    slow: Option<bool>,
     /// Per upstream that received requests: how many, and what the last one looked like.
     upstreams: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -258,6 +264,12 @@ async fn start(
     name: &'static str,
     file: &str,
 ) -> Side {
+    let standard = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity/clusters.inc"),
+    )
+    .unwrap();
+    let template = template.replace("{{STANDARD_CLUSTERS}}", standard.trim_end());
+    let template = template.as_str();
     let mut text = template.to_owned();
     let mut ports = BTreeMap::new();
     // Every {{LISTEN*}} and {{ADMIN}} gets a free port of its own.
@@ -352,6 +364,7 @@ fn summarize(resp: Result<TestResponse, String>, case: &Case) -> Observation {
                 body: Some(format!("client error ({kind})")),
                 headers: BTreeMap::new(),
                 served_by: None,
+                slow: None,
                 upstreams: BTreeMap::new(),
             };
         }
@@ -385,6 +398,7 @@ fn summarize(resp: Result<TestResponse, String>, case: &Case) -> Observation {
         body,
         headers: hs,
         served_by,
+        slow: None,
         upstreams: BTreeMap::new(),
     }
 }
@@ -446,6 +460,7 @@ async fn observe(side: &Side, case: &Case, ups: &Upstreams) -> Vec<Observation> 
             body: None,
             headers: BTreeMap::new(),
             served_by: Some(line),
+            slow: None,
             upstreams: BTreeMap::new(),
         }];
     }
@@ -465,8 +480,13 @@ async fn observe(side: &Side, case: &Case, ups: &Upstreams) -> Vec<Observation> 
             obs.sort();
             out.extend(obs);
         } else {
+            let started = std::time::Instant::now();
             let resp = send(side, case, ups).await;
+            let elapsed = started.elapsed();
             let mut obs = summarize(resp, case);
+            obs.slow = case
+                .slow_ms
+                .map(|ms| elapsed >= Duration::from_millis(ms));
             if case.settle_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(case.settle_ms)).await;
             }
@@ -580,7 +600,8 @@ async fn run(file: &str) {
             (Some(_), Some(false)) => reference.served_by.is_none(),
             _ => true,
         };
-        if reference.status != case.expect.status || !by_ok {
+        let slow_ok = case.slow_ms.is_none() || reference.slow == Some(true);
+        if reference.status != case.expect.status || !by_ok || !slow_ok {
             problems.push(format!(
                 "{file}/{}: Envoy did not answer as the case expects ({:?}):\n  envoy: {:?}",
                 case.name, case.expect, got[0]
@@ -614,4 +635,34 @@ async fn run(file: &str) {
 #[tokio::test]
 async fn routing() {
     run("routing").await;
+}
+
+#[tokio::test]
+async fn matching() {
+    run("matching").await;
+}
+
+#[tokio::test]
+async fn headers() {
+    run("headers").await;
+}
+
+#[tokio::test]
+async fn filters() {
+    run("filters").await;
+}
+
+#[tokio::test]
+async fn listeners() {
+    run("listeners").await;
+}
+
+#[tokio::test]
+async fn actions() {
+    run("actions").await;
+}
+
+#[tokio::test]
+async fn upstreams() {
+    run("upstreams").await;
 }

@@ -85,7 +85,14 @@ pub async fn handle(req: Request<Incoming>, cx: Arc<ConnContext>) -> Response<Bo
     inc(&stats.downstream_rq_total);
     stats.downstream_rq_active.fetch_add(1, Ordering::Relaxed);
     let http1 = req.version() != http::Version::HTTP_2;
+    let grpc = local_reply::is_grpc_request(req.headers());
+    let head = req.method() == http::Method::HEAD;
     let mut resp = handle_inner(req, &cx).await;
+    if grpc {
+        // Every local reply (no route, direct response, redirect, upstream failure, filter
+        // reply) answers a gRPC client in gRPC, as Envoy's `sendLocalReply` does.
+        local_reply::to_grpc(&mut resp, head);
+    }
     if http1 && cx.draining.load(Ordering::Relaxed) {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
