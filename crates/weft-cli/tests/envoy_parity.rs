@@ -423,6 +423,8 @@ fn upstream_view(case: &Case, ups: &Upstreams) -> BTreeMap<String, BTreeMap<Stri
                 .get_all(name)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
+                // Generated request ids differ between runs; compare that one was generated.
+                .map(|v| if is_uuid(v) { "<uuid>" } else { v })
                 .collect();
             if !values.is_empty() {
                 m.insert(name.to_owned(), values.join(" | "));
@@ -446,6 +448,17 @@ fn upstream_view(case: &Case, ups: &Upstreams) -> BTreeMap<String, BTreeMap<Stri
         out.insert(server.name().to_owned(), m);
     }
     out
+}
+
+fn is_uuid(v: &str) -> bool {
+    v.len() == 36
+        && v.char_indices().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// Runs `case` against one side: every repetition, or every parallel copy (sorted).
