@@ -357,7 +357,7 @@ fn preflight_from_an_allowed_origin_is_answered() {
     assert_eq!(h["access-control-allow-methods"], "GET, POST");
     assert_eq!(h["access-control-allow-headers"], "x-custom");
     assert_eq!(h["access-control-max-age"], "600");
-    assert!(h.get("access-control-expose-headers").is_none());
+    assert_eq!(h["access-control-expose-headers"], "x-trace");
     assert_eq!(
         stats
             .origin_valid
