@@ -176,6 +176,20 @@ struct Observation {
     upstreams: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+/// A port no other scenario of this process was given. The files run in parallel threads, the
+/// kernel hands a just-released port out again, and Envoy binds with `SO_REUSEPORT`: without this
+/// two proxies could share a listener port and answer each other's requests.
+fn unique_port() -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = free_port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
 /// The test servers behind both proxies.
 struct Upstreams {
     http: Vec<HttpServerHandle>,
@@ -219,7 +233,7 @@ impl Upstreams {
             );
             tcp.push(server);
         }
-        vars.insert("DEAD".to_owned(), free_port().to_string());
+        vars.insert("DEAD".to_owned(), unique_port().to_string());
         // The proxies' own server certificate (TLS termination scenarios).
         let cert_path = dir.path().join("proxy-cert.pem");
         let key_path = dir.path().join("proxy-key.pem");
@@ -280,7 +294,7 @@ async fn start(
         };
         let var = &rest[start + 2..start + len];
         if (var.starts_with("LISTEN") || var == "ADMIN") && !ports.contains_key(var) {
-            ports.insert(var.to_owned(), free_port());
+            ports.insert(var.to_owned(), unique_port());
         }
         rest = &rest[start + len..];
     }

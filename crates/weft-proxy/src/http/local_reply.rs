@@ -61,7 +61,12 @@ pub fn reply_with_grpc_status(
 
 /// The local reply for an upstream failure.
 pub fn upstream_failure(err: &UpstreamError) -> Response<Body> {
-    let (status, body) = err.local_reply();
+    upstream_failure_after(err, 1)
+}
+
+/// The local reply for an upstream failure on attempt number `attempts` (retries reword it).
+pub fn upstream_failure_after(err: &UpstreamError, attempts: u32) -> Response<Body> {
+    let (status, body) = err.local_reply_after(attempts);
     let mut resp = reply(status, body);
     if err.flag() == ResponseFlag::UpstreamOverflow {
         resp.headers_mut()
@@ -189,6 +194,27 @@ mod tests {
         to_grpc(&mut upstream, false);
         assert_eq!(upstream.status(), 502);
         assert!(upstream.headers().get("grpc-status").is_none());
+    }
+
+    #[test]
+    fn failures_after_retries_say_so() {
+        let err = UpstreamError::ConnectFailure("refused".into());
+        let first = upstream_failure_after(&err, 1);
+        assert_eq!(
+            first.extensions().get::<LocalReply>().unwrap().text,
+            "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"
+        );
+        let retried = upstream_failure_after(&err, 3);
+        assert_eq!(
+            retried.extensions().get::<LocalReply>().unwrap().text,
+            "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure"
+        );
+        // Not a reset: unchanged.
+        let timeout = upstream_failure_after(&UpstreamError::Timeout, 2);
+        assert_eq!(
+            timeout.extensions().get::<LocalReply>().unwrap().text,
+            "upstream request timeout"
+        );
     }
 
     #[test]
