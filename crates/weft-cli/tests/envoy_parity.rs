@@ -351,11 +351,17 @@ async fn send(side: &Side, case: &Case, ups: &Upstreams) -> Result<TestResponse,
         match value {
             serde_json::Value::Array(items) => {
                 for item in items {
-                    req = req.header(name.as_str(), item.as_str().expect("header values are text"));
+                    req = req.header(
+                        name.as_str(),
+                        item.as_str().expect("header values are text"),
+                    );
                 }
             }
             other => {
-                req = req.header(name.as_str(), other.as_str().expect("header values are text"));
+                req = req.header(
+                    name.as_str(),
+                    other.as_str().expect("header values are text"),
+                );
             }
         }
     }
@@ -426,7 +432,10 @@ fn upstream_view(case: &Case, ups: &Upstreams) -> BTreeMap<String, BTreeMap<Stri
         m.insert("count".to_owned(), requests.len().to_string());
         m.insert(":method".to_owned(), r.method.to_string());
         m.insert(":path".to_owned(), r.path.clone());
-        m.insert("body".to_owned(), String::from_utf8_lossy(&r.body).into_owned());
+        m.insert(
+            "body".to_owned(),
+            String::from_utf8_lossy(&r.body).into_owned(),
+        );
         for name in UPSTREAM_HEADERS
             .iter()
             .copied()
@@ -495,7 +504,8 @@ async fn observe(side: &Side, case: &Case, ups: &Upstreams) -> Vec<Observation> 
     for _ in 0..case.repeat {
         ups.clear();
         if let Some(fail) = &case.fail {
-            ups.server(&fail.upstream).fail_next(fail.count, fail.status);
+            ups.server(&fail.upstream)
+                .fail_next(fail.count, fail.status);
         }
         if case.parallel > 1 {
             let sends = (0..case.parallel).map(|_| send(side, case, ups));
@@ -511,9 +521,7 @@ async fn observe(side: &Side, case: &Case, ups: &Upstreams) -> Vec<Observation> 
             let resp = send(side, case, ups).await;
             let elapsed = started.elapsed();
             let mut obs = summarize(resp, case);
-            obs.slow = case
-                .slow_ms
-                .map(|ms| elapsed >= Duration::from_millis(ms));
+            obs.slow = case.slow_ms.map(|ms| elapsed >= Duration::from_millis(ms));
             if case.settle_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(case.settle_ms)).await;
             }

@@ -123,7 +123,9 @@ impl UpstreamError {
         const PREFIX: &str = "upstream connect error or disconnect/reset before headers. ";
         let (status, body) = self.local_reply();
         match body.strip_prefix(PREFIX) {
-            Some(rest) if attempts > 1 => (status, format!("{PREFIX}retried and the latest {rest}")),
+            Some(rest) if attempts > 1 => {
+                (status, format!("{PREFIX}retried and the latest {rest}"))
+            }
             _ => (status, body),
         }
     }

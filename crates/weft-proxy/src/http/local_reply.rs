@@ -133,7 +133,7 @@ pub fn http_to_grpc_status(status: u16) -> u32 {
 fn grpc_percent_encode(text: &[u8]) -> String {
     let mut out = String::with_capacity(text.len());
     for &b in text {
-        if b < b' ' || b >= b'~' || b == b'%' {
+        if !(b' '..b'~').contains(&b) || b == b'%' {
             out.push_str(&format!("%{b:02X}"));
         } else {
             out.push(char::from(b));

@@ -203,7 +203,12 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
         parts.uri = uri;
     }
 
-    let remote = sanitize_request_headers(&mut parts.headers, &Sanitize::of(hcm), cx.addrs.peer, cx.tls);
+    let remote = sanitize_request_headers(
+        &mut parts.headers,
+        &Sanitize::of(hcm),
+        cx.addrs.peer,
+        cx.tls,
+    );
     let protocol = match parts.version {
         http::Version::HTTP_2 => "HTTP/2",
         http::Version::HTTP_10 => "HTTP/1.0",
@@ -586,7 +591,11 @@ fn sanitize_request_headers(
     }
     let remote = remote.unwrap_or(peer);
     let edge = hcm.use_remote_address;
-    let edge_only = if edge { EDGE_ONLY_INTERNAL_HEADERS } else { &[] };
+    let edge_only = if edge {
+        EDGE_ONLY_INTERNAL_HEADERS
+    } else {
+        &[]
+    };
     for name in INTERNAL_HEADERS.iter().chain(edge_only) {
         headers.remove(*name);
     }

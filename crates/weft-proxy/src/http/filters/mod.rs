@@ -170,9 +170,7 @@ impl<'a> FilterChain<'a> {
                             None => continue,
                         },
                     };
-                    if let Some(resp) =
-                        local_ratelimit::decode(config, &limiter, &mut ThreadRng)
-                    {
+                    if let Some(resp) = local_ratelimit::decode(config, &limiter, &mut ThreadRng) {
                         outcome.flags.push(ResponseFlag::RateLimited);
                         return Decoded::Respond(resp);
                     }
