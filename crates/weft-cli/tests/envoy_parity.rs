@@ -1,31 +1,31 @@
 //! Envoy is the reference: the same bootstrap runs through Envoy 1.40 and through weft, the same
-//! requests go to both, and what comes back (and what the upstream sees) must match.
+//! requests go to both, and what comes back (and what the upstreams see) must match.
+//!
+//! Scenarios are data: every `tests/parity/<area>.yaml` holds a list of request cases, then `---`,
+//! then a bootstrap template (`{{VARS}}` are filled in per side: `LISTEN*` and `ADMIN` get free
+//! ports, `UPSTREAM_*`, `TLS_*`, `TCP_*` and `DEAD` point at the test servers below, and
+//! `{{STANDARD_CLUSTERS}}` expands to `parity/clusters.inc`, one cluster per test server). Each file is
+//! one test; every differing case is reported by name. A case also states what Envoy must answer
+//! (`expect`), so a scenario cannot pass by both sides failing the same boring way.
 //!
 //! Requires `WEFT_ENVOY` (set by `scripts/test`); without it the test is skipped with a message,
 //! except under CI where it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use bytes::Bytes;
+use serde::Deserialize;
 use weft_test_support::{
-    ChildProcess, HttpServer, HttpServerHandle, TempDir, free_port, http1_get, require_envoy,
+    ChildProcess, ClientTls, HttpConnection, HttpServer, HttpServerHandle, HttpVersion, TcpServer,
+    TempDir, TestPki, TestResponse, free_port, require_envoy, tcp_read_line,
 };
 
-/// What a client and the upstream observed for one request, with volatile values removed.
-#[derive(Debug, PartialEq)]
-struct Observation {
-    status: u16,
-    body: Option<String>,
-    headers: BTreeMap<String, String>,
-    served_by: Option<String>,
-    upstream: Option<BTreeMap<String, String>>,
-}
-
-/// Response headers compared by value; others by presence only.
+/// Response headers compared by value in every case; others by presence only.
 const RESPONSE_HEADERS: &[&str] = &[
     "server",
     "content-type",
@@ -35,7 +35,7 @@ const RESPONSE_HEADERS: &[&str] = &[
     "x-envoy-overloaded",
 ];
 const RESPONSE_PRESENT: &[&str] = &["x-envoy-upstream-service-time"];
-/// Request headers the upstream sees, compared by value.
+/// Request headers the upstream sees, compared by value in every case.
 const UPSTREAM_HEADERS: &[&str] = &[
     "host",
     "x-forwarded-proto",
@@ -45,53 +45,364 @@ const UPSTREAM_HEADERS: &[&str] = &[
     "x-canary",
 ];
 
+/// One request case of a scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    /// Unique within its file; reported on a difference.
+    name: String,
+    #[serde(default = "default_host")]
+    host: String,
+    #[serde(default = "default_path")]
+    path: String,
+    #[serde(default = "default_method")]
+    method: String,
+    /// Request headers; a list value sends the header once per item.
+    #[serde(default)]
+    headers: serde_json::Map<String, serde_json::Value>,
+    /// Request body.
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    via: Via,
+    /// Which `{{LISTEN*}}` port to connect to.
+    #[serde(default = "default_listener")]
+    listener: String,
+    /// Which loopback address to connect to (the listener may bind 0.0.0.0).
+    #[serde(default = "default_connect")]
+    connect: IpAddr,
+    /// TLS client settings for `via: tls`.
+    #[serde(default)]
+    tls: Option<TlsCase>,
+    /// Make an upstream answer the next requests with a status, before each side's request.
+    #[serde(default)]
+    fail: Option<Fail>,
+    /// Send the request this many times in a row and compare every answer.
+    #[serde(default = "one")]
+    repeat: u32,
+    /// Send this many copies at once and compare the sorted answers.
+    #[serde(default = "one")]
+    parallel: u32,
+    /// Wait this long after the answer before reading what the upstreams saw (mirrors).
+    #[serde(default)]
+    settle_ms: u64,
+    /// Compare whether the answer took at least this long (fault delays).
+    #[serde(default)]
+    slow_ms: Option<u64>,
+    /// Extra response headers compared by value.
+    #[serde(default)]
+    response_headers: Vec<String>,
+    /// Extra upstream request headers compared by value.
+    #[serde(default)]
+    upstream_headers: Vec<String>,
+    /// What Envoy must answer: keeps the scenario honest.
+    expect: Expect,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Via {
+    #[default]
+    Http1,
+    Http2,
+    Tls,
+    /// Open a TCP connection and read one line (identify servers behind `tcp_proxy`).
+    Tcp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsCase {
+    sni: String,
+    /// `h2` or `http/1.1`.
+    #[serde(default = "default_alpn")]
+    alpn: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fail {
+    #[serde(default = "default_fail_upstream")]
+    upstream: String,
+    count: u32,
+    status: u16,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    /// Status of the (first) answer; 0 for TCP cases.
+    status: u16,
+    /// Which server answered (`x-served-by`, or the TCP line); `none` for a local reply.
+    #[serde(default)]
+    served_by: Option<String>,
+}
+
+fn default_host() -> String {
+    "api.example.com".to_owned()
+}
+fn default_path() -> String {
+    "/".to_owned()
+}
+fn default_method() -> String {
+    "GET".to_owned()
+}
+fn default_listener() -> String {
+    "LISTEN".to_owned()
+}
+fn default_connect() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
+}
+fn default_alpn() -> String {
+    "http/1.1".to_owned()
+}
+fn default_fail_upstream() -> String {
+    "a".to_owned()
+}
+fn one() -> u32 {
+    1
+}
+
+/// What a client and the upstreams observed for one request, with volatile values removed.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Observation {
+    status: u16,
+    body: Option<String>,
+    headers: BTreeMap<String, String>,
+    served_by: Option<String>,
+    /// Whether the answer took at least `slow_ms`.
+    slow: Option<bool>,
+    /// Per upstream that received requests: how many, and what the last one looked like.
+    upstreams: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// A port no other scenario of this process was given. The files run in parallel threads, the
+/// kernel hands a just-released port out again, and Envoy binds with `SO_REUSEPORT`: without this
+/// two proxies could share a listener port and answer each other's requests.
+fn unique_port() -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = free_port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
+/// The test servers behind both proxies.
+struct Upstreams {
+    http: Vec<HttpServerHandle>,
+    _tcp: Vec<weft_test_support::TcpServerHandle>,
+    vars: BTreeMap<String, String>,
+    client_tls: TestPki,
+}
+
+impl Upstreams {
+    async fn start(dir: &TempDir) -> Self {
+        let pki = TestPki::new();
+        let cert = pki.server_cert(&["tls.test", "*.tls.test"]);
+        let mut http = Vec::new();
+        let mut vars = BTreeMap::new();
+        for name in ["a", "b", "c"] {
+            let server = HttpServer::start(name).await;
+            vars.insert(
+                format!("UPSTREAM_{}", name.to_uppercase()),
+                server.addr().port().to_string(),
+            );
+            http.push(server);
+        }
+        for name in ["tls-a", "tls-b"] {
+            let server = HttpServer::builder()
+                .name(name)
+                .tls(pki.server_config(&cert))
+                .start()
+                .await;
+            vars.insert(
+                name.replace('-', "_").to_uppercase(),
+                server.addr().port().to_string(),
+            );
+            http.push(server);
+        }
+        let mut tcp = Vec::new();
+        for name in ["tcp-a", "tcp-b"] {
+            let server = TcpServer::identify(SocketAddr::from(([127, 0, 0, 1], 0)), name).await;
+            vars.insert(
+                name.replace('-', "_").to_uppercase(),
+                server.addr().port().to_string(),
+            );
+            tcp.push(server);
+        }
+        vars.insert("DEAD".to_owned(), unique_port().to_string());
+        // The proxies' own server certificate (TLS termination scenarios).
+        let cert_path = dir.path().join("proxy-cert.pem");
+        let key_path = dir.path().join("proxy-key.pem");
+        std::fs::copy(&cert.cert_path, &cert_path).unwrap();
+        std::fs::copy(&cert.key_path, &key_path).unwrap();
+        vars.insert("CERT".to_owned(), cert_path.display().to_string());
+        vars.insert("KEY".to_owned(), key_path.display().to_string());
+        Self {
+            http,
+            _tcp: tcp,
+            vars,
+            client_tls: pki,
+        }
+    }
+
+    fn server(&self, name: &str) -> &HttpServerHandle {
+        self.http
+            .iter()
+            .find(|s| s.name() == name)
+            .unwrap_or_else(|| panic!("no upstream named {name}"))
+    }
+
+    fn clear(&self) {
+        for s in &self.http {
+            s.clear_requests();
+        }
+    }
+}
+
 struct Side {
-    _proc: ChildProcess,
-    addr: SocketAddr,
+    name: &'static str,
+    proc: ChildProcess,
+    ports: BTreeMap<String, u16>,
 }
 
 async fn start(
-    bin: &std::path::Path,
+    bin: &Path,
     args: &[&str],
     template: &str,
-    vars: &BTreeMap<&str, String>,
+    vars: &BTreeMap<String, String>,
     dir: &TempDir,
-    name: &str,
+    name: &'static str,
+    file: &str,
 ) -> Side {
-    let listen = free_port();
-    let admin = free_port();
+    let standard = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity/clusters.inc"),
+    )
+    .unwrap();
+    let template = template.replace("{{STANDARD_CLUSTERS}}", standard.trim_end());
+    let template = template.as_str();
     let mut text = template.to_owned();
-    text = text
-        .replace("{{LISTEN}}", &listen.to_string())
-        .replace("{{ADMIN}}", &admin.to_string());
+    let mut ports = BTreeMap::new();
+    // Every {{LISTEN*}} and {{ADMIN}} gets a free port of its own.
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        let var = &rest[start + 2..start + len];
+        if (var.starts_with("LISTEN") || var == "ADMIN") && !ports.contains_key(var) {
+            ports.insert(var.to_owned(), unique_port());
+        }
+        rest = &rest[start + len..];
+    }
+    for (k, port) in &ports {
+        text = text.replace(&format!("{{{{{k}}}}}"), &port.to_string());
+    }
     for (k, v) in vars {
         text = text.replace(&format!("{{{{{k}}}}}"), v);
     }
-    let path: PathBuf = dir.path().join(format!("{name}.yaml"));
+    assert!(
+        !text.contains("{{"),
+        "{file}: unknown template variable in {text}"
+    );
+    let path: PathBuf = dir.path().join(format!("{file}-{name}.yaml"));
     std::fs::write(&path, text).unwrap();
     let mut cmd = Command::new(bin);
     cmd.args(args).arg("-c").arg(&path);
     let mut proc = ChildProcess::spawn(cmd);
-    let addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
-    proc.wait_for_port(addr, Duration::from_secs(20)).await;
-    Side { _proc: proc, addr }
+    for port in ports.values() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+        proc.wait_for_port(addr, Duration::from_secs(20)).await;
+    }
+    Side { name, proc, ports }
 }
 
-async fn observe(
-    side: &Side,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    a: &HttpServerHandle,
-    b: &HttpServerHandle,
-) -> Observation {
-    a.clear_requests();
-    b.clear_requests();
-    let resp = http1_get(side.addr, host, path, headers).await.unwrap();
+/// Sends one request of `case` to `side` and reads the whole answer (`None` status on failure).
+async fn send(side: &Side, case: &Case, ups: &Upstreams) -> Result<TestResponse, String> {
+    let port = *side
+        .ports
+        .get(&case.listener)
+        .unwrap_or_else(|| panic!("{}: no {{{{{}}}}} port", case.name, case.listener));
+    let addr = SocketAddr::new(case.connect, port);
+    let mut conn = match case.via {
+        Via::Http1 => HttpConnection::connect(addr, HttpVersion::Http1).await,
+        Via::Http2 => HttpConnection::connect(addr, HttpVersion::Http2).await,
+        Via::Tls => {
+            let tls = case.tls.as_ref().expect("via: tls needs tls:");
+            let version = if tls.alpn == "h2" {
+                HttpVersion::Http2
+            } else {
+                HttpVersion::Http1
+            };
+            let client: ClientTls = ups.client_tls.client_tls(&tls.sni, None);
+            HttpConnection::connect_tls(addr, version, &client).await
+        }
+        Via::Tcp => unreachable!("TCP cases are read as lines"),
+    }
+    .map_err(|e| format!("connect: {e}"))?;
+    let mut req = http::Request::builder()
+        .method(case.method.as_str())
+        .uri(case.path.as_str())
+        .header("host", case.host.as_str());
+    for (name, value) in &case.headers {
+        match value {
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    req = req.header(
+                        name.as_str(),
+                        item.as_str().expect("header values are text"),
+                    );
+                }
+            }
+            other => {
+                req = req.header(
+                    name.as_str(),
+                    other.as_str().expect("header values are text"),
+                );
+            }
+        }
+    }
+    let body = Bytes::from(case.body.clone().unwrap_or_default());
+    let req = req.body(body).map_err(|e| format!("request: {e}"))?;
+    tokio::time::timeout(Duration::from_secs(10), conn.send(req))
+        .await
+        .map_err(|_| "no answer within 10s".to_owned())?
+        .map_err(|e| format!("request failed: {e}"))
+}
+
+fn summarize(resp: Result<TestResponse, String>, case: &Case) -> Observation {
+    let resp = match resp {
+        Ok(resp) => resp,
+        Err(e) => {
+            // Errors carry addresses and ports; only whether it failed is comparable.
+            let kind = e.split(':').next().unwrap_or_default().to_owned();
+            return Observation {
+                status: 0,
+                body: Some(format!("client error ({kind})")),
+                headers: BTreeMap::new(),
+                served_by: None,
+                slow: None,
+                upstreams: BTreeMap::new(),
+            };
+        }
+    };
     let mut hs = BTreeMap::new();
-    for name in RESPONSE_HEADERS {
-        if let Some(v) = resp.header(name) {
-            hs.insert((*name).to_owned(), v.to_owned());
+    for name in RESPONSE_HEADERS
+        .iter()
+        .copied()
+        .chain(case.response_headers.iter().map(String::as_str))
+    {
+        let values: Vec<&str> = resp
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !values.is_empty() {
+            hs.insert(name.to_owned(), values.join(" | "));
         }
     }
     for name in RESPONSE_PRESENT {
@@ -100,25 +411,52 @@ async fn observe(
         }
     }
     let served_by = resp.served_by().map(str::to_owned);
-    let last = a.last_request().or_else(|| b.last_request());
-    let upstream = last.map(|r| {
+    // Bodies from the upstream echo volatile details; compare only local replies.
+    let body = served_by.is_none().then(|| resp.text());
+    Observation {
+        status: resp.status.as_u16(),
+        body,
+        headers: hs,
+        served_by,
+        slow: None,
+        upstreams: BTreeMap::new(),
+    }
+}
+
+fn upstream_view(case: &Case, ups: &Upstreams) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for server in &ups.http {
+        let requests = server.requests();
+        let Some(r) = requests.last() else { continue };
         let mut m = BTreeMap::new();
+        m.insert("count".to_owned(), requests.len().to_string());
+        m.insert(":method".to_owned(), r.method.to_string());
         m.insert(":path".to_owned(), r.path.clone());
         m.insert(
-            "attempts".to_owned(),
-            (a.requests().len() + b.requests().len()).to_string(),
+            "body".to_owned(),
+            String::from_utf8_lossy(&r.body).into_owned(),
         );
-        for name in UPSTREAM_HEADERS {
-            if let Some(v) = r.headers.get(*name).and_then(|v| v.to_str().ok()) {
-                m.insert((*name).to_owned(), v.to_owned());
+        for name in UPSTREAM_HEADERS
+            .iter()
+            .copied()
+            .chain(case.upstream_headers.iter().map(String::as_str))
+        {
+            let values: Vec<&str> = r
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                // Generated request ids differ between runs; compare that one was generated.
+                .map(|v| if is_uuid(v) { "<uuid>" } else { v })
+                .collect();
+            if !values.is_empty() {
+                m.insert(name.to_owned(), values.join(" | "));
             }
         }
         // On retries the expected timeout is what is left of the route timeout: equal up to
         // timing, so compare it to the second.
         if let Some(ms) = r
-            .headers
-            .get("x-envoy-expected-rq-timeout-ms")
-            .and_then(|v| v.to_str().ok())
+            .header("x-envoy-expected-rq-timeout-ms")
             .and_then(|v| v.parse::<u64>().ok())
         {
             m.insert(
@@ -130,124 +468,236 @@ async fn observe(
             "has x-request-id".to_owned(),
             r.headers.contains_key("x-request-id").to_string(),
         );
-        m
-    });
-    // Bodies from the upstream echo volatile details; compare only local replies.
-    let body = served_by.is_none().then(|| resp.text());
-    Observation {
-        status: resp.status.as_u16(),
-        body,
-        headers: hs,
-        served_by,
-        upstream,
+        out.insert(server.name().to_owned(), m);
     }
+    out
 }
 
-#[tokio::test]
-async fn routing_matches_envoy() {
+fn is_uuid(v: &str) -> bool {
+    v.len() == 36
+        && v.char_indices().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// Runs `case` against one side: every repetition, or every parallel copy (sorted).
+async fn observe(side: &Side, case: &Case, ups: &Upstreams) -> Vec<Observation> {
+    if case.via == Via::Tcp {
+        let port = side.ports[&case.listener];
+        let line = tcp_read_line(SocketAddr::new(case.connect, port))
+            .await
+            .unwrap_or_else(|e| format!("client error: {}", e.to_string().contains("within")));
+        return vec![Observation {
+            status: 0,
+            body: None,
+            headers: BTreeMap::new(),
+            served_by: Some(line),
+            slow: None,
+            upstreams: BTreeMap::new(),
+        }];
+    }
+    let mut out = Vec::new();
+    for _ in 0..case.repeat {
+        ups.clear();
+        if let Some(fail) = &case.fail {
+            ups.server(&fail.upstream)
+                .fail_next(fail.count, fail.status);
+        }
+        if case.parallel > 1 {
+            let sends = (0..case.parallel).map(|_| send(side, case, ups));
+            let answers = futures_join_all(sends).await;
+            let mut obs: Vec<Observation> = answers
+                .into_iter()
+                .map(|resp| summarize(resp, case))
+                .collect();
+            obs.sort();
+            out.extend(obs);
+        } else {
+            let started = std::time::Instant::now();
+            let resp = send(side, case, ups).await;
+            let elapsed = started.elapsed();
+            let mut obs = summarize(resp, case);
+            obs.slow = case.slow_ms.map(|ms| elapsed >= Duration::from_millis(ms));
+            if case.settle_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(case.settle_ms)).await;
+            }
+            obs.upstreams = upstream_view(case, ups);
+            out.push(obs);
+        }
+        if let Some(fail) = &case.fail {
+            // Leftover failures must not leak into the next case.
+            ups.server(&fail.upstream).fail_next(0, fail.status);
+        }
+    }
+    out
+}
+
+/// Runs futures concurrently on this task and collects their outputs in order.
+async fn futures_join_all<F: Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut results: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if results[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => results[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results.into_iter().map(Option::unwrap).collect()
+}
+
+/// Splits a scenario file into its cases and its bootstrap template.
+fn load(file: &str) -> (Vec<Case>, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/parity")
+        .join(format!("{file}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (cases, template) = text
+        .split_once("\n---\n")
+        .unwrap_or_else(|| panic!("{file}: cases, then ---, then the bootstrap"));
+    let docs = weft_yaml::parse_documents(cases);
+    let doc = docs
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{file}: no cases"))
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let cases: Vec<Case> = serde_json::from_value(doc.value["cases"].clone())
+        .unwrap_or_else(|e| panic!("{file}: cases: {e}"));
+    let mut names = std::collections::BTreeSet::new();
+    for case in &cases {
+        assert!(
+            names.insert(case.name.as_str()),
+            "{file}: duplicate case {}",
+            case.name
+        );
+    }
+    (cases, template.to_owned())
+}
+
+/// Runs every case of `parity/<file>.yaml` through Envoy and weft and fails listing every case
+/// that differs or whose Envoy answer is not what the case expects.
+async fn run(file: &str) {
     let Some(envoy) = require_envoy() else { return };
     let weft = PathBuf::from(env!("CARGO_BIN_EXE_weft"));
-    let a = HttpServer::start("a").await;
-    let b = HttpServer::start("b").await;
-    let dead = free_port();
-    let mut vars = BTreeMap::new();
-    vars.insert("UPSTREAM_A", a.addr().port().to_string());
-    vars.insert("UPSTREAM_B", b.addr().port().to_string());
-    vars.insert("DEAD", dead.to_string());
-    let template = include_str!("parity/routing.yaml");
+    let (cases, template) = load(file);
     let dir = TempDir::new("parity");
-    let envoy_side = start(
+    let ups = Upstreams::start(&dir).await;
+    let mut envoy_side = start(
         &envoy,
         &["--concurrency", "1", "-l", "error", "--use-dynamic-base-id"],
-        template,
-        &vars,
+        &template,
+        &ups.vars,
         &dir,
         "envoy",
+        file,
     )
     .await;
-    let weft_side = start(
+    let mut weft_side = start(
         &weft,
         &["proxy", "--concurrency", "1", "-l", "error"],
-        template,
-        &vars,
+        &template,
+        &ups.vars,
         &dir,
         "weft",
+        file,
     )
     .await;
 
-    // (host, path, request headers, make the upstream fail the next N requests with a status)
-    type Case<'a> = (
-        &'a str,
-        &'a str,
-        Vec<(&'a str, &'a str)>,
-        Option<(u32, u16)>,
-    );
-    let cases: Vec<Case<'_>> = vec![
-        ("api.example.com", "/", vec![], None),
-        ("v1.api.example.com", "/v2/users", vec![], None),
-        (
-            "api.example.com",
-            "/v2/users",
-            vec![("x-canary", "true")],
-            None,
-        ),
-        ("api.example.com", "/direct", vec![], None),
-        ("api.example.com", "/redirect?x=1", vec![], None),
-        ("unknown.example.com", "/", vec![], None),
-        ("api.example.com", "/flaky", vec![], Some((2, 503))),
-        ("api.example.com", "/flaky", vec![], Some((3, 503))),
-        (
-            "api.example.com",
-            "/slow",
-            vec![("x-test-delay-ms", "1000")],
-            None,
-        ),
-        ("api.example.com", "/dead", vec![], None),
-        ("api.example.com", "/empty", vec![], None),
-        (
-            "api.example.com",
-            "/items/42",
-            vec![("x-remove-me", "1")],
-            None,
-        ),
-        ("api.example.com", "/items/abc", vec![], None),
-        ("API.EXAMPLE.COM:80", "/", vec![], None),
-        // Request-controlled retry headers on a route without a retry policy: Envoy 1.40 does
-        // not retry here (measured), so neither does weft.
-        (
-            "api.example.com",
-            "/",
-            vec![("x-envoy-retry-on", "5xx"), ("x-envoy-max-retries", "2")],
-            Some((2, 503)),
-        ),
-        (
-            "api.example.com",
-            "/",
-            vec![("x-envoy-max-retries", "3")],
-            Some((1, 503)),
-        ),
-    ];
-    let mut diffs = Vec::new();
-    for (host, path, headers, fail) in &cases {
+    let mut problems = Vec::new();
+    for case in &cases {
         let mut got = Vec::new();
         for side in [&envoy_side, &weft_side] {
-            if let Some((n, status)) = fail {
-                a.fail_next(*n, *status);
-            }
-            got.push(observe(side, host, path, headers, &a, &b).await);
-            // Let a slow upstream response finish before the next case.
+            got.push(observe(side, case, &ups).await);
+            // Let a slow upstream response finish before the next request.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let reference = &got[0][0];
+        let expected_by = case.expect.served_by.as_deref().map(|s| s != "none");
+        let by_ok = match (&case.expect.served_by, expected_by) {
+            (Some(name), Some(true)) => reference.served_by.as_deref() == Some(name.as_str()),
+            (Some(_), Some(false)) => reference.served_by.is_none(),
+            _ => true,
+        };
+        let slow_ok = case.slow_ms.is_none() || reference.slow == Some(true);
+        if reference.status != case.expect.status || !by_ok || !slow_ok {
+            problems.push(format!(
+                "{file}/{}: Envoy did not answer as the case expects ({:?}):\n  envoy: {:?}",
+                case.name, case.expect, got[0]
+            ));
+        }
         if got[0] != got[1] {
-            diffs.push(format!(
-                "{host}{path} {headers:?}\n  envoy: {:?}\n  weft:  {:?}",
-                got[0], got[1]
+            problems.push(format!(
+                "{file}/{}: weft differs from Envoy\n  envoy: {:?}\n  weft:  {:?}",
+                case.name, got[0], got[1]
             ));
         }
     }
+    for side in [&mut envoy_side, &mut weft_side] {
+        assert!(
+            side.proc.try_wait().is_none(),
+            "{file}: {} exited:\n{}",
+            side.name,
+            side.proc.tail(30)
+        );
+    }
+    eprintln!("{file}: {} cases compared", cases.len());
     assert!(
-        diffs.is_empty(),
-        "weft differs from Envoy:\n{}",
-        diffs.join("\n")
+        problems.is_empty(),
+        "{} of {} cases differ:\n{}",
+        problems.len(),
+        cases.len(),
+        problems.join("\n")
     );
+}
+
+#[tokio::test]
+async fn routing() {
+    run("routing").await;
+}
+
+#[tokio::test]
+async fn matching() {
+    run("matching").await;
+}
+
+#[tokio::test]
+async fn headers() {
+    run("headers").await;
+}
+
+#[tokio::test]
+async fn filters() {
+    run("filters").await;
+}
+
+#[tokio::test]
+async fn listeners() {
+    run("listeners").await;
+}
+
+#[tokio::test]
+async fn actions() {
+    run("actions").await;
+}
+
+#[tokio::test]
+async fn upstreams() {
+    run("upstreams").await;
 }

@@ -117,6 +117,19 @@ impl UpstreamError {
         matches!(self, Self::ConnectFailure(_) | Self::ConnectTimeout)
     }
 
+    /// Envoy's local-reply body and status for this failure after `attempts` tries: once the
+    /// router has retried, Envoy words resets as "retried and the latest reset reason: ...".
+    pub fn local_reply_after(&self, attempts: u32) -> (u16, String) {
+        const PREFIX: &str = "upstream connect error or disconnect/reset before headers. ";
+        let (status, body) = self.local_reply();
+        match body.strip_prefix(PREFIX) {
+            Some(rest) if attempts > 1 => {
+                (status, format!("{PREFIX}retried and the latest {rest}"))
+            }
+            _ => (status, body),
+        }
+    }
+
     /// Envoy's local-reply body and status for this failure.
     pub fn local_reply(&self) -> (u16, String) {
         match self {

@@ -7,7 +7,6 @@ pub mod path;
 pub mod request;
 pub mod router;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -97,7 +96,7 @@ where
     let service_cx = cx.clone();
     let service = service_fn(move |req| {
         let cx = service_cx.clone();
-        async move { Ok::<_, Infallible>(request::handle(req, cx).await) }
+        async move { request::handle(req, cx).await }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);

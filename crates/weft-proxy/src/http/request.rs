@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -79,13 +79,70 @@ impl Downstream<'_> {
     }
 }
 
-/// Serves one request.
-pub async fn handle(req: Request<Incoming>, cx: Arc<ConnContext>) -> Response<Body> {
+/// An HTTP/2 request Envoy's codec refuses by resetting its stream (the error makes hyper send
+/// `RST_STREAM`).
+#[derive(Debug, thiserror::Error)]
+#[error("stream reset: {0}")]
+pub struct StreamReset(&'static str);
+
+/// Serves one request; an error resets the HTTP/2 stream.
+pub async fn handle(
+    mut req: Request<Incoming>,
+    cx: Arc<ConnContext>,
+) -> Result<Response<Body>, StreamReset> {
+    // Codec-level checks, before the request counts: Envoy's HTTP/1 codec answers them with a
+    // local reply, its HTTP/2 codec resets the stream.
+    if let Some((status, text)) = codec_rejection(&mut req, &cx.hcm) {
+        if req.version() == http::Version::HTTP_2 {
+            return Err(StreamReset(text));
+        }
+        let mut resp = local_reply::reply(status, text);
+        finish_response(&mut resp, &cx.hcm);
+        return Ok(resp);
+    }
+    Ok(handle_request(req, cx).await)
+}
+
+/// `headers_with_underscores_action` and `max_request_headers_kb` as Envoy's codecs apply them:
+/// the status and text of the rejection, if any. (hyper's own HTTP/1 buffer limit cannot go
+/// below 8 KiB, so smaller limits are enforced here.)
+fn codec_rejection(
+    req: &mut Request<Incoming>,
+    hcm: &HttpConnectionManager,
+) -> Option<(u16, &'static str)> {
+    if !apply_underscore_action(req.headers_mut(), hcm.headers_with_underscores) {
+        return Some((400, "Bad Request"));
+    }
+    let limit = usize::try_from(hcm.max_request_headers_kb)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1024);
+    if header_bytes(req.headers()) > limit {
+        return Some((431, "Request Header Fields Too Large"));
+    }
+    None
+}
+
+/// The size Envoy's header limit counts: every header's name and value.
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum()
+}
+
+async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Response<Body> {
     let stats = cx.stats.clone();
     inc(&stats.downstream_rq_total);
     stats.downstream_rq_active.fetch_add(1, Ordering::Relaxed);
     let http1 = req.version() != http::Version::HTTP_2;
+    let grpc = local_reply::is_grpc_request(req.headers());
+    let head = req.method() == http::Method::HEAD;
     let mut resp = handle_inner(req, &cx).await;
+    if grpc {
+        // Every local reply (no route, direct response, redirect, upstream failure, filter
+        // reply) answers a gRPC client in gRPC, as Envoy's `sendLocalReply` does.
+        local_reply::to_grpc(&mut resp, head);
+    }
     if http1 && cx.draining.load(Ordering::Relaxed) {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -146,7 +203,17 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
         parts.uri = uri;
     }
 
-    sanitize_request_headers(&mut parts.headers, cx);
+    let remote = sanitize_request_headers(
+        &mut parts.headers,
+        &Sanitize::of(hcm),
+        cx.addrs.peer,
+        cx.tls,
+    );
+    let protocol = match parts.version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
 
     // Routing.
     let scheme = if cx.tls { "https" } else { "http" };
@@ -191,7 +258,12 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
         }
         RouteEntryAction::Route(target) => {
             // Rewrites and request header mutations, then the HTTP filter chain.
+            let mut original_path = None;
             if let Some(p) = matched.rewritten_path(&pq).and_then(|p| p.parse().ok()) {
+                // Envoy records the path before a route rewrite (`insert_envoy_original_path`).
+                if !cx.router.suppress_envoy_headers {
+                    original_path = HeaderValue::from_str(&pq).ok();
+                }
                 parts.uri = p;
             }
             if let Some(h) = matched
@@ -204,6 +276,9 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
                     parts.headers.append("x-forwarded-host", orig);
                 }
                 parts.headers.insert(header::HOST, h);
+            }
+            if let Some(original) = original_path {
+                parts.headers.insert("x-envoy-original-path", original);
             }
             let weighted = match &target.cluster {
                 weft_proxy_route::ClusterTarget::Weighted(w) => {
@@ -221,6 +296,8 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
                     weighted,
                     &RequestFormatter {
                         cx,
+                        remote,
+                        protocol,
                         headers: &snapshot,
                     },
                 );
@@ -250,6 +327,8 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
             if let Some(req_headers) = &request_snapshot {
                 let formatter = RequestFormatter {
                     cx,
+                    remote,
+                    protocol,
                     headers: req_headers,
                 };
                 matched.apply_response_headers(resp.headers_mut(), weighted, &formatter);
@@ -260,6 +339,8 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
     if let Some(req_headers) = &request_snapshot {
         let formatter = RequestFormatter {
             cx,
+            remote,
+            protocol,
             headers: req_headers,
         };
         matched.apply_response_headers(resp.headers_mut(), None, &formatter);
@@ -335,61 +416,200 @@ fn strip_port(host: &str, port: u16, any: bool) -> String {
     }
 }
 
-/// Whether an address counts as internal (RFC 1918, loopback, link-local, IPv6 ULA), as
-/// Envoy's `Utility::isInternalAddress` decides.
-fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+/// `headers_with_underscores_action`: drops header names containing `_`, or returns `false`
+/// when the request must be rejected.
+fn apply_underscore_action(
+    headers: &mut HeaderMap,
+    action: weft_proxy_config::model::UnderscoreHeaderAction,
+) -> bool {
+    use weft_proxy_config::model::UnderscoreHeaderAction as A;
+    if action == A::Allow {
+        return true;
+    }
+    let offending: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .cloned()
+        .collect();
+    if offending.is_empty() {
+        return true;
+    }
+    if action == A::RejectRequest {
+        return false;
+    }
+    for name in offending {
+        headers.remove(name);
+    }
+    true
+}
+
+/// The address Envoy appends to `x-forwarded-for` for a loopback peer: the node's own address
+/// (Envoy's `Network::Utility::getLocalAddress`, the first non-loopback address of the peer's
+/// family), found once as the source address of the default route; loopback when there is none.
+fn node_local_address(peer: IpAddr) -> IpAddr {
+    static V4: std::sync::OnceLock<IpAddr> = std::sync::OnceLock::new();
+    static V6: std::sync::OnceLock<IpAddr> = std::sync::OnceLock::new();
+    // Connecting a UDP socket sends nothing; it only picks the route and so the source address.
+    let probe = |bind: &str, target: &str, fallback: IpAddr| {
+        std::net::UdpSocket::bind(bind)
+            .and_then(|s| s.connect(target).and_then(|()| s.local_addr()))
+            .map(|a| a.ip())
+            .ok()
+            .filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
+            .unwrap_or(fallback)
+    };
+    match peer {
+        IpAddr::V4(_) => *V4.get_or_init(|| {
+            probe(
+                "0.0.0.0:0",
+                "203.0.113.1:9",
+                IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            )
+        }),
+        IpAddr::V6(_) => *V6.get_or_init(|| {
+            probe(
+                "[::]:0",
+                "[2001:db8::1]:9",
+                IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            )
+        }),
     }
 }
 
-/// `x-forwarded-for`, `x-forwarded-proto`, `x-envoy-internal`, `x-envoy-external-address`,
-/// `x-request-id`, and removal of `x-envoy-*` from external requests.
-fn sanitize_request_headers(headers: &mut HeaderMap, cx: &ConnContext) {
-    let hcm = &cx.hcm;
-    let peer = cx.addrs.peer.ip();
-    let internal = is_internal(peer);
+/// Envoy's `getLastAddressFromXFF`: the address `skip` entries from the right end of the first
+/// `x-forwarded-for` header, and whether it is the header's only entry.
+fn xff_address(headers: &HeaderMap, skip: u32) -> Option<(IpAddr, bool)> {
+    let mut xff = headers.get("x-forwarded-for")?.to_str().ok()?;
+    for _ in 0..skip {
+        xff = &xff[..xff.rfind(',')?];
+    }
+    let last_comma = xff.rfind(',');
+    if let Some(c) = last_comma
+        && c + 1 < xff.len()
+    {
+        xff = &xff[c + 1..];
+    }
+    let ip: IpAddr = xff.trim().parse().ok()?;
+    Some((ip, last_comma.is_none() && skip == 0))
+}
+
+/// The `x-envoy-*` request headers Envoy removes from requests that are not internal
+/// (`cleanInternalHeaders`); the first three only on edge requests (`use_remote_address`).
+const EDGE_ONLY_INTERNAL_HEADERS: &[&str] = &[
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+];
+const INTERNAL_HEADERS: &[&str] = &[
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-force-trace",
+    "x-envoy-ip-tags",
+    "x-envoy-original-url",
+    "x-envoy-hedge-on-per-try-timeout",
+    // Not in Envoy's list, but Envoy 1.40 does not forward a client's value either (measured
+    // by the parity tests); weft sets it itself when a route rewrites the path.
+    "x-envoy-original-path",
+];
+
+/// The connection manager settings [`sanitize_request_headers`] reads.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sanitize {
+    use_remote_address: bool,
+    skip_xff_append: bool,
+    xff_num_trusted_hops: u32,
+    preserve_external_request_id: bool,
+    generate_request_id: bool,
+}
+
+impl Sanitize {
+    fn of(hcm: &HttpConnectionManager) -> Self {
+        Self {
+            use_remote_address: hcm.use_remote_address,
+            skip_xff_append: hcm.skip_xff_append,
+            xff_num_trusted_hops: hcm.xff_num_trusted_hops,
+            preserve_external_request_id: hcm.preserve_external_request_id,
+            generate_request_id: hcm.generate_request_id,
+        }
+    }
+}
+
+/// `x-forwarded-for`, `x-forwarded-proto`, `x-envoy-external-address`, `x-request-id`, and
+/// removal of internal `x-envoy-*` headers, as Envoy's `mutateRequestHeaders` does. Returns the
+/// downstream address the request is attributed to (`%DOWNSTREAM_REMOTE_ADDRESS%`): the peer, or
+/// the trusted client address from `x-forwarded-for` (port 0).
+///
+/// No request is internal: weft does not read `internal_address_config`, and Envoy 1.40 without
+/// one treats no address as internal (loopback and RFC 1918 included), so `x-envoy-internal` is
+/// only ever removed.
+fn sanitize_request_headers(
+    headers: &mut HeaderMap,
+    hcm: &Sanitize,
+    peer: SocketAddr,
+    tls: bool,
+) -> SocketAddr {
+    let scheme = HeaderValue::from_static(if tls { "https" } else { "http" });
+    headers.remove("x-envoy-internal");
+    let hops = hcm.xff_num_trusted_hops;
+    let mut remote = None;
     if hcm.use_remote_address {
+        // With trusted proxies in front, the client is read from XFF before appending to it.
+        if hops > 0 {
+            remote = xff_address(headers, hops - 1).map(|(ip, _)| SocketAddr::new(ip, 0));
+        }
         if !hcm.skip_xff_append {
+            let ip = if peer.ip().is_loopback() {
+                node_local_address(peer.ip())
+            } else {
+                peer.ip()
+            };
             let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-                Some(existing) => format!("{existing},{peer}"),
-                None => peer.to_string(),
+                Some(existing) if !existing.is_empty() => format!("{existing},{ip}"),
+                _ => ip.to_string(),
             };
             if let Ok(v) = HeaderValue::from_str(&xff) {
                 headers.insert("x-forwarded-for", v);
             }
         }
-        if internal {
-            headers.insert("x-envoy-internal", HeaderValue::from_static("true"));
-        } else {
-            let envoy: Vec<HeaderName> = headers
-                .keys()
-                .filter(|k| k.as_str().starts_with("x-envoy-"))
-                .cloned()
-                .collect();
-            for k in envoy {
-                headers.remove(k);
-            }
-            if let Ok(v) = HeaderValue::from_str(&peer.to_string()) {
-                headers.insert("x-envoy-external-address", v);
-            }
+        // An untrusted previous hop's x-forwarded-proto is overwritten.
+        if hops == 0 || !headers.contains_key("x-forwarded-proto") {
+            headers.insert("x-forwarded-proto", scheme.clone());
         }
+    } else {
+        remote = xff_address(headers, hops).map(|(ip, _)| SocketAddr::new(ip, 0));
     }
-    if hcm.use_remote_address || !headers.contains_key("x-forwarded-proto") {
-        headers.insert(
-            "x-forwarded-proto",
-            HeaderValue::from_static(if cx.tls { "https" } else { "http" }),
-        );
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", scheme);
     }
-    let keep_id = headers.contains_key("x-request-id")
-        && (hcm.preserve_external_request_id || !hcm.use_remote_address || internal);
+    let remote = remote.unwrap_or(peer);
+    let edge = hcm.use_remote_address;
+    let edge_only = if edge {
+        EDGE_ONLY_INTERNAL_HEADERS
+    } else {
+        &[]
+    };
+    for name in INTERNAL_HEADERS.iter().chain(edge_only) {
+        headers.remove(*name);
+    }
+    if edge && let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
+        headers.insert("x-envoy-external-address", v);
+    }
+    let force = edge && !hcm.preserve_external_request_id;
     if hcm.generate_request_id
-        && !keep_id
+        && (force || !headers.contains_key("x-request-id"))
         && let Ok(v) = HeaderValue::from_str(&uuid_v4())
     {
         headers.insert("x-request-id", v);
     }
+    remote
 }
 
 /// A random (version 4) UUID.
@@ -429,6 +649,10 @@ fn finish_response(resp: &mut Response<Body>, hcm: &HttpConnectionManager) {
 /// Renders `%VAR%` command operators in header values.
 struct RequestFormatter<'a> {
     cx: &'a ConnContext,
+    /// The downstream address the request is attributed to (trusted XFF hops applied).
+    remote: SocketAddr,
+    /// `%PROTOCOL%`.
+    protocol: &'static str,
     headers: &'a HeaderMap,
 }
 
@@ -439,14 +663,15 @@ impl HeaderFormatter for RequestFormatter<'_> {
         use weft_proxy_route::CommandOperator as Op;
         let a = &self.cx.addrs;
         let _ = match op {
-            Op::DownstreamRemoteAddress | Op::DownstreamDirectRemoteAddress => {
-                write!(out, "{}", a.peer)
+            Op::DownstreamRemoteAddress => write!(out, "{}", self.remote),
+            Op::DownstreamRemoteAddressWithoutPort => write!(out, "{}", self.remote.ip()),
+            Op::DownstreamRemotePort => write!(out, "{}", self.remote.port()),
+            Op::DownstreamDirectRemoteAddress => write!(out, "{}", a.peer),
+            Op::DownstreamDirectRemoteAddressWithoutPort => write!(out, "{}", a.peer.ip()),
+            Op::Protocol => {
+                out.push_str(self.protocol);
+                Ok(())
             }
-            Op::DownstreamRemoteAddressWithoutPort
-            | Op::DownstreamDirectRemoteAddressWithoutPort => {
-                write!(out, "{}", a.peer.ip())
-            }
-            Op::DownstreamRemotePort => write!(out, "{}", a.peer.port()),
             Op::DownstreamLocalAddress => write!(out, "{}", a.local),
             Op::DownstreamLocalAddressWithoutPort => write!(out, "{}", a.local.ip()),
             Op::DownstreamLocalPort => write!(out, "{}", a.local.port()),
@@ -494,11 +719,134 @@ mod tests {
         assert_eq!(strip_port("::1", 80, true), "::1");
     }
 
+    fn hcm(use_remote_address: bool, hops: u32) -> Sanitize {
+        Sanitize {
+            use_remote_address,
+            xff_num_trusted_hops: hops,
+            generate_request_id: true,
+            ..Sanitize::default()
+        }
+    }
+
+    fn hmap(list: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in list {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
     #[test]
-    fn internal_addresses() {
-        assert!(is_internal("10.1.2.3".parse().unwrap()));
-        assert!(is_internal("127.0.0.1".parse().unwrap()));
-        assert!(is_internal("fd00::1".parse().unwrap()));
-        assert!(!is_internal("8.8.8.8".parse().unwrap()));
+    fn underscore_headers_are_allowed_dropped_or_rejected() {
+        use weft_proxy_config::model::UnderscoreHeaderAction as A;
+        let mut h = hmap(&[("x_under", "1"), ("x-fine", "2")]);
+        assert!(apply_underscore_action(&mut h, A::Allow));
+        assert_eq!(h.len(), 2);
+        assert!(!apply_underscore_action(&mut h, A::RejectRequest));
+        assert!(apply_underscore_action(&mut h, A::DropHeader));
+        assert!(h.get("x_under").is_none());
+        assert_eq!(h["x-fine"], "2");
+        assert!(apply_underscore_action(&mut h, A::RejectRequest));
+    }
+
+    #[test]
+    fn header_bytes_count_names_and_values() {
+        assert_eq!(header_bytes(&hmap(&[("ab", "cde"), ("f", "")])), 6);
+    }
+
+    #[test]
+    fn xff_address_skips_from_the_right() {
+        let h = hmap(&[("x-forwarded-for", "192.0.2.1, 10.1.2.3")]);
+        assert_eq!(
+            xff_address(&h, 0),
+            Some(("10.1.2.3".parse().unwrap(), false))
+        );
+        assert_eq!(
+            xff_address(&h, 1),
+            Some(("192.0.2.1".parse().unwrap(), false))
+        );
+        assert_eq!(xff_address(&h, 2), None);
+        let single = hmap(&[("x-forwarded-for", " 198.51.100.1 ")]);
+        assert_eq!(
+            xff_address(&single, 0),
+            Some(("198.51.100.1".parse().unwrap(), true))
+        );
+        assert_eq!(xff_address(&hmap(&[("x-forwarded-for", "junk")]), 0), None);
+    }
+
+    #[test]
+    fn edge_request_from_a_public_peer() {
+        let mut h = hmap(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "https"),
+            ("x-request-id", "client"),
+            ("x-envoy-internal", "true"),
+            ("x-envoy-retry-on", "5xx"),
+            ("x-envoy-downstream-service-cluster", "spoofed"),
+            ("x-envoy-fault-abort-request", "503"),
+        ]);
+        let peer: SocketAddr = "198.51.100.9:5000".parse().unwrap();
+        let remote = sanitize_request_headers(&mut h, &hcm(true, 0), peer, false);
+        assert_eq!(remote, peer);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7,198.51.100.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-envoy-external-address"], "198.51.100.9");
+        assert_ne!(h["x-request-id"], "client");
+        for gone in [
+            "x-envoy-internal",
+            "x-envoy-retry-on",
+            "x-envoy-downstream-service-cluster",
+        ] {
+            assert!(h.get(gone).is_none(), "{gone}");
+        }
+        // Not an internal header: header-controlled faults keep working.
+        assert_eq!(h["x-envoy-fault-abort-request"], "503");
+    }
+
+    #[test]
+    fn loopback_peer_appends_the_node_address() {
+        let mut h = HeaderMap::new();
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        sanitize_request_headers(&mut h, &hcm(true, 0), peer, false);
+        let node = node_local_address(peer.ip());
+        assert_eq!(h["x-forwarded-for"], node.to_string().as_str());
+        // The external address is still the peer.
+        assert_eq!(h["x-envoy-external-address"], "127.0.0.1");
+    }
+
+    #[test]
+    fn trusted_hops_pick_the_client_from_xff() {
+        let mut h = hmap(&[
+            ("x-forwarded-for", "192.0.2.1, 10.1.2.3"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let peer: SocketAddr = "198.51.100.9:5000".parse().unwrap();
+        let remote = sanitize_request_headers(&mut h, &hcm(true, 1), peer, false);
+        assert_eq!(remote, "10.1.2.3:0".parse().unwrap());
+        assert_eq!(h["x-envoy-external-address"], "10.1.2.3");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.1.2.3,198.51.100.9");
+        // A trusted previous hop's x-forwarded-proto is kept.
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn internal_hop_keeps_xff_proto_and_request_id() {
+        let mut h = hmap(&[
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-request-id", "client"),
+            ("x-envoy-downstream-service-cluster", "upstream-proxy"),
+            ("x-envoy-max-retries", "3"),
+        ]);
+        let peer: SocketAddr = "10.0.0.5:5000".parse().unwrap();
+        let remote = sanitize_request_headers(&mut h, &hcm(false, 0), peer, true);
+        assert_eq!(remote, "198.51.100.1:0".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-request-id"], "client");
+        assert!(h.get("x-envoy-external-address").is_none());
+        // Not an edge request: only the edge-only headers survive.
+        assert_eq!(h["x-envoy-downstream-service-cluster"], "upstream-proxy");
+        assert!(h.get("x-envoy-max-retries").is_none());
     }
 }

@@ -130,7 +130,10 @@ pub async fn forward(
     };
 
     if let ReplayBody::Buffered(bytes) = &replay {
-        mirror(target, &parts, bytes, ds, random);
+        let per_try = policy.and_then(|p| p.per_try_timeout);
+        let expected = expected_timeout(timeout, per_try, None)
+            .filter(|_| !ds.conn.router.suppress_envoy_headers);
+        mirror(target, &parts, bytes, expected, ds, random);
     }
 
     let started = Instant::now();
@@ -381,11 +384,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Sends mirror copies (fire and forget). Mirrored requests carry `-shadow` on the host.
+/// Sends mirror copies (fire and forget). Mirrored requests carry `-shadow` on the host and,
+/// like the first attempt, `x-envoy-expected-rq-timeout-ms` (`expected`).
 fn mirror(
     target: &RouteTarget,
     parts: &http::request::Parts,
     body: &Bytes,
+    expected: Option<Duration>,
     ds: &Downstream<'_>,
     random: u64,
 ) {
@@ -407,13 +412,7 @@ fn mirror(
         let Some(cluster) = ds.conn.state.cluster(&name) else {
             continue;
         };
-        let mut headers = parts.headers.clone();
-        if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
-            let shadow = shadow_host(host);
-            if let Ok(v) = HeaderValue::from_str(&shadow) {
-                headers.insert(header::HOST, v);
-            }
-        }
+        let headers = shadow_headers(&parts.headers, expected);
         let method = parts.method.clone();
         let uri = parts.uri.clone();
         let body = body.clone();
@@ -437,6 +436,24 @@ fn mirror(
             }
         });
     }
+}
+
+/// The headers of a mirrored request: the host with `-shadow`, and the expected timeout.
+fn shadow_headers(headers: &HeaderMap, expected: Option<Duration>) -> HeaderMap {
+    let mut headers = headers.clone();
+    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        let shadow = shadow_host(host);
+        if let Ok(v) = HeaderValue::from_str(&shadow) {
+            headers.insert(header::HOST, v);
+        }
+    }
+    if let Some(expected) = expected {
+        headers.insert(
+            "x-envoy-expected-rq-timeout-ms",
+            HeaderValue::from(u64::try_from(expected.as_millis()).unwrap_or(u64::MAX)),
+        );
+    }
+    headers
 }
 
 /// Envoy's shadow host: `-shadow` appended to the host, before any port.
@@ -523,15 +540,16 @@ async fn attempts(
             Ok(p) => p,
             Err(e) => {
                 outcome.flags.push(e.flag());
-                return local_reply::upstream_failure(&e);
+                return local_reply::upstream_failure_after(&e, attempt);
             }
         };
         let Some(body) = replay.take() else {
             // A streamed body was consumed by an earlier attempt: nothing to retry with.
-            return local_reply::upstream_failure(&UpstreamError::ResetBeforeHeaders {
+            let e = UpstreamError::ResetBeforeHeaders {
                 request_sent: true,
                 detail: "request body already sent".to_owned(),
-            });
+            };
+            return local_reply::upstream_failure_after(&e, attempt);
         };
         let mut req = Request::from_parts(clone_parts(parts), body);
         *req.uri_mut() = upstream_uri(&parts.uri, &parts.headers, http2, shared.tls.is_some());
@@ -640,7 +658,7 @@ async fn attempts(
             }
             (None, Some(e)) => {
                 outcome.flags.push(e.flag());
-                local_reply::upstream_failure(&e)
+                local_reply::upstream_failure_after(&e, attempt)
             }
             (None, None) => local_reply::reply(503, ""),
         };
@@ -736,6 +754,17 @@ pub fn method_has_body(m: &Method) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shadow_requests_carry_the_expected_timeout() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("api.example.com"));
+        let shadow = shadow_headers(&h, Some(Duration::from_secs(15)));
+        assert_eq!(shadow[header::HOST], "api.example.com-shadow");
+        assert_eq!(shadow["x-envoy-expected-rq-timeout-ms"], "15000");
+        let suppressed = shadow_headers(&h, None);
+        assert!(suppressed.get("x-envoy-expected-rq-timeout-ms").is_none());
+    }
 
     #[test]
     fn shadow_hosts() {

@@ -143,6 +143,11 @@ pub fn decode(
     if let Some(v) = echo_or(setting(|p| &p.allow_headers), &REQUEST_HEADERS) {
         h.insert(ALLOW_HEADERS, v);
     }
+    // Envoy 1.40 sends the exposed headers on preflight answers too (measured by the parity
+    // tests).
+    if let Some(v) = header_value(setting(|p| &p.expose_headers)) {
+        h.insert(EXPOSE_HEADERS, v);
+    }
     if let Some(v) = header_value(setting(|p| &p.max_age)) {
         h.insert(MAX_AGE, v);
     }

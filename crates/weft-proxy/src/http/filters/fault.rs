@@ -95,7 +95,7 @@ pub async fn decode(
         && try_activate(config, stats, &mut verdict.active)
     {
         inc(&stats.aborts_injected);
-        verdict.abort = Some(local_reply_for(headers, abort.http, abort.grpc, ABORT_BODY));
+        verdict.abort = Some(local_reply_for(abort.http, abort.grpc, ABORT_BODY));
     }
     verdict
 }

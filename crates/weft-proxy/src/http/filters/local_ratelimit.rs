@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::Response;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 use weft_proxy_config::model::{self, LocalRateLimit};
 use weft_proxy_lb::RandomSource;
@@ -55,7 +55,6 @@ impl Limiter {
 pub fn decode(
     config: &LocalRateLimit,
     limiter: &Limiter,
-    request: &HeaderMap,
     rng: &mut impl RandomSource,
 ) -> Option<Response<Body>> {
     let bucket = limiter.bucket.as_ref()?;
@@ -79,7 +78,7 @@ pub fn decode(
     } else {
         config.status
     };
-    let mut resp = local_reply_for(request, status, None, LIMITED_BODY);
+    let mut resp = local_reply_for(status, None, LIMITED_BODY);
     for (name, value) in &config.response_headers_to_add {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),

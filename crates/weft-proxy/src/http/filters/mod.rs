@@ -170,9 +170,7 @@ impl<'a> FilterChain<'a> {
                             None => continue,
                         },
                     };
-                    if let Some(resp) =
-                        local_ratelimit::decode(config, &limiter, &parts.headers, &mut ThreadRng)
-                    {
+                    if let Some(resp) = local_ratelimit::decode(config, &limiter, &mut ThreadRng) {
                         outcome.flags.push(ResponseFlag::RateLimited);
                         return Decoded::Respond(resp);
                     }
@@ -316,51 +314,10 @@ fn sample(fraction: weft_proxy_config::model::Fraction, rng: &mut impl RandomSou
     fraction.sample(rng.next_random())
 }
 
-/// Whether the request is gRPC (`content-type: application/grpc*`): its local replies then
-/// become gRPC trailers-only responses.
-fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
-}
-
 /// A local reply shaped as Envoy's `sendLocalReply` shapes it: plain text, or for a gRPC request
-/// a trailers-only response (HTTP 200, `grpc-status` from `grpc_status` or mapped from
-/// `status`, the text as `grpc-message`).
-fn local_reply_for(
-    request: &HeaderMap,
-    status: u16,
-    grpc_status: Option<u32>,
-    text: &'static str,
-) -> Response<Body> {
-    if !is_grpc(request) {
-        return local_reply::reply(status, text);
-    }
-    let mut resp = local_reply::reply(200, "");
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/grpc"),
-    );
-    h.insert(
-        "grpc-status",
-        http::HeaderValue::from(grpc_status.unwrap_or_else(|| http_to_grpc_status(status))),
-    );
-    h.insert("grpc-message", http::HeaderValue::from_static(text));
-    resp
-}
-
-/// Envoy's `Grpc::Utility::httpToGrpcStatus`.
-fn http_to_grpc_status(status: u16) -> u32 {
-    match status {
-        400 => 13,                   // INTERNAL
-        401 => 16,                   // UNAUTHENTICATED
-        403 => 7,                    // PERMISSION_DENIED
-        404 => 12,                   // UNIMPLEMENTED
-        429 | 502 | 503 | 504 => 14, // UNAVAILABLE
-        _ => 2,                      // UNKNOWN
-    }
+/// a trailers-only response built by [`local_reply::to_grpc`] with `grpc_status` when given.
+fn local_reply_for(status: u16, grpc_status: Option<u32>, text: &'static str) -> Response<Body> {
+    local_reply::reply_with_grpc_status(status, text, grpc_status)
 }
 
 #[cfg(test)]

@@ -271,10 +271,12 @@ async fn abort_replies_to_grpc_requests_in_grpc() {
     let stats = Arc::new(FaultStats::default());
     let f = abort(FaultAbortKind::Http(503), 100);
     let grpc = headers(&[("content-type", "application/grpc+proto")]);
-    let resp = fault::decode(&f, &grpc, None, &stats, &mut always(0))
+    let mut resp = fault::decode(&f, &grpc, None, &stats, &mut always(0))
         .await
         .abort
         .unwrap();
+    // The connection manager reshapes local replies to gRPC requests.
+    crate::http::local_reply::to_grpc(&mut resp, false);
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["grpc-status"], "14");
     assert_eq!(resp.headers()["grpc-message"], fault::ABORT_BODY);
@@ -288,6 +290,7 @@ async fn abort_replies_to_grpc_requests_in_grpc() {
 
 #[test]
 fn http_statuses_map_to_grpc_like_envoy() {
+    use crate::http::local_reply::http_to_grpc_status;
     assert_eq!(http_to_grpc_status(400), 13);
     assert_eq!(http_to_grpc_status(401), 16);
     assert_eq!(http_to_grpc_status(403), 7);
@@ -354,7 +357,7 @@ fn preflight_from_an_allowed_origin_is_answered() {
     assert_eq!(h["access-control-allow-methods"], "GET, POST");
     assert_eq!(h["access-control-allow-headers"], "x-custom");
     assert_eq!(h["access-control-max-age"], "600");
-    assert!(h.get("access-control-expose-headers").is_none());
+    assert_eq!(h["access-control-expose-headers"], "x-trace");
     assert_eq!(
         stats
             .origin_valid
@@ -587,9 +590,8 @@ fn limited_and_enforced_requests_get_the_reply() {
         ..lrl(100, 100)
     };
     let limiter = Limiter::new(&config);
-    let h = HeaderMap::new();
-    assert!(local_ratelimit::decode(&config, &limiter, &h, &mut always(0)).is_none());
-    let resp = local_ratelimit::decode(&config, &limiter, &h, &mut always(0)).unwrap();
+    assert!(local_ratelimit::decode(&config, &limiter, &mut always(0)).is_none());
+    let resp = local_ratelimit::decode(&config, &limiter, &mut always(0)).unwrap();
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["x-limited"], "yes");
     let p = "unit_lrl_enforced.http_local_rate_limit";
@@ -606,9 +608,8 @@ fn not_enabled_or_not_enforced_requests_pass() {
         ..lrl(0, 100)
     };
     let limiter = Limiter::new(&disabled);
-    let h = HeaderMap::new();
     for _ in 0..3 {
-        assert!(local_ratelimit::decode(&disabled, &limiter, &h, &mut always(0)).is_none());
+        assert!(local_ratelimit::decode(&disabled, &limiter, &mut always(0)).is_none());
     }
     assert_eq!(
         counter("unit_lrl_disabled.http_local_rate_limit.enabled"),
@@ -621,7 +622,7 @@ fn not_enabled_or_not_enforced_requests_pass() {
     };
     let limiter = Limiter::new(&shadow);
     for _ in 0..3 {
-        assert!(local_ratelimit::decode(&shadow, &limiter, &h, &mut always(0)).is_none());
+        assert!(local_ratelimit::decode(&shadow, &limiter, &mut always(0)).is_none());
     }
     assert_eq!(
         counter("unit_lrl_shadow.http_local_rate_limit.rate_limited"),
@@ -638,9 +639,8 @@ fn status_below_400_becomes_429_and_no_bucket_limits_nothing() {
         ..lrl(100, 100)
     };
     let limiter = Limiter::new(&config);
-    let h = HeaderMap::new();
-    let _ = local_ratelimit::decode(&config, &limiter, &h, &mut always(0));
-    let resp = local_ratelimit::decode(&config, &limiter, &h, &mut always(0)).unwrap();
+    let _ = local_ratelimit::decode(&config, &limiter, &mut always(0));
+    let resp = local_ratelimit::decode(&config, &limiter, &mut always(0)).unwrap();
     assert_eq!(resp.status(), 429);
     assert_eq!(
         http_body_text(resp),
@@ -653,7 +653,7 @@ fn status_below_400_becomes_429_and_no_bucket_limits_nothing() {
     };
     let limiter = Limiter::new(&unbounded);
     for _ in 0..5 {
-        assert!(local_ratelimit::decode(&unbounded, &limiter, &h, &mut always(0)).is_none());
+        assert!(local_ratelimit::decode(&unbounded, &limiter, &mut always(0)).is_none());
     }
 }
 
