@@ -15,7 +15,7 @@
 //! - [`TestPki`]: a CA with server and SPIFFE client certificates, as PEM files and rustls
 //!   configurations.
 //! - [`process`]: child processes whose logs are shown when a test fails, and Envoy/weft binary
-//!   lookup.
+//!   lookup (and the Python interpreter with `grpcio` for stock gRPC xDS clients).
 //!
 //! Everything binds loopback only. Servers and loops stop by themselves: dropping a handle shuts
 //! the server down, and every loop is bounded by a count and a deadline.
@@ -49,7 +49,8 @@ pub use http_server::{
 pub use load::{LoadConfig, LoadReport, load, load_with};
 pub use pki::{TestCert, TestPki, dangerous_client_config_no_verify};
 pub use process::{
-    ChildProcess, envoy_binary, require_envoy, wait_for_http_ok, wait_for_port, weft_binary,
+    ChildProcess, envoy_binary, python_grpc, require_envoy, require_python_grpc, wait_for_http_ok,
+    wait_for_port, weft_binary,
 };
 pub use tcp::{
     TcpMode, TcpServer, TcpServerBuilder, TcpServerHandle, tcp_read_line, tcp_roundtrip,

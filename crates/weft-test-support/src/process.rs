@@ -266,16 +266,42 @@ pub fn envoy_binary() -> Option<PathBuf> {
 /// let Some(envoy) = weft_test_support::require_envoy() else { return };
 /// ```
 pub fn require_envoy() -> Option<PathBuf> {
-    if let Some(path) = envoy_binary() {
-        return Some(path);
-    }
+    envoy_binary().or_else(|| skip_unless_ci("WEFT_ENVOY"))
+}
+
+/// The Python interpreter with `grpcio` installed, from `WEFT_PYTHON_GRPC` (set by
+/// `scripts/tool-paths` after `scripts/install-test-deps`), if set and non-empty. Panics if it
+/// is set to a missing file.
+pub fn python_grpc() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("WEFT_PYTHON_GRPC").filter(|v| !v.is_empty())?);
+    assert!(
+        path.is_file(),
+        "WEFT_PYTHON_GRPC={} does not exist; run scripts/install-test-deps",
+        path.display()
+    );
+    Some(path)
+}
+
+/// The Python interpreter for a test that runs a stock gRPC (xDS) client. Like
+/// [`require_envoy`]: without `WEFT_PYTHON_GRPC` the test is skipped with a message, except
+/// under `CI`, where this panics.
+///
+/// ```no_run
+/// let Some(python) = weft_test_support::require_python_grpc() else { return };
+/// ```
+pub fn require_python_grpc() -> Option<PathBuf> {
+    python_grpc().or_else(|| skip_unless_ci("WEFT_PYTHON_GRPC"))
+}
+
+/// Prints that a test is skipped because `var` is unset, or panics when `CI` is set.
+fn skip_unless_ci(var: &str) -> Option<PathBuf> {
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
     assert!(
         !ci,
-        "CI is set but WEFT_ENVOY is not: run scripts/install-test-deps and source scripts/tool-paths"
+        "CI is set but {var} is not: run scripts/install-test-deps and source scripts/tool-paths"
     );
     eprintln!(
-        "SKIPPED: WEFT_ENVOY is not set (run scripts/install-test-deps, then `. scripts/tool-paths`)"
+        "SKIPPED: {var} is not set (run scripts/install-test-deps, then `. scripts/tool-paths`)"
     );
     None
 }
