@@ -121,7 +121,7 @@ pub struct PortInfo {
     pub number: u16,
     /// Name.
     pub name: String,
-    /// Protocol as declared (`UNSUPPORTED` when left out).
+    /// Protocol as declared (`(not set)` when left out).
     pub declared: String,
     /// Protocol weft uses (from the declaration, else the port name, else sniffed `auto`).
     pub effective: String,
@@ -527,7 +527,7 @@ pub fn describe(mesh: &Mesh, query: &Query) -> Result<Report, DescribeError> {
                 });
             }
         }
-        let routes = is_http(p.protocol).then(|| {
+        let routes = is_http(protocol).then(|| {
             let winner = vs_eval.winners.get(&p.number);
             PortRoutes {
                 virtual_host: naming::virtual_host_name(
@@ -590,7 +590,10 @@ fn service_info(mesh: &Mesh, service: &Service, ports: &[&weft_registry::Port]) 
             .map(|p| PortInfo {
                 number: p.number,
                 name: p.name.clone(),
-                declared: p.protocol.as_str().to_owned(),
+                declared: match p.protocol {
+                    Protocol::Unsupported => "(not set)".to_owned(),
+                    other => other.as_str().to_owned(),
+                },
                 effective: match protocol::service_port_protocol(p) {
                     Protocol::Unsupported => "auto (sniffed)".to_owned(),
                     other => other.as_str().to_owned(),
@@ -677,14 +680,6 @@ fn destination_rules(
                 "spec.exportTo",
                 format!("not exported to the client's namespace {own}"),
             )
-        } else if rank(ns).is_none() {
-            (
-                "metadata.namespace",
-                format!(
-                    "in namespace {ns}, which is neither the client's ({own}), the service's \
-                     ({svc_ns}) nor the root namespace ({root})"
-                ),
-            )
         } else if let Some(sel) = &dr.workload_selector
             && ns != own
         {
@@ -694,6 +689,14 @@ fn destination_rules(
                     "has a workloadSelector ({}), which only applies to workloads in its own \
                      namespace {ns}, not to the client in {own}",
                     labels_text(&sel.match_labels)
+                ),
+            )
+        } else if rank(ns).is_none() {
+            (
+                "metadata.namespace",
+                format!(
+                    "in namespace {ns}, which is neither the client's ({own}), the service's \
+                     ({svc_ns}) nor the root namespace ({root})"
                 ),
             )
         } else if let Some(sel) = &dr.workload_selector
@@ -982,7 +985,7 @@ fn evaluate_virtual_services<'a>(
 
     let http_ports: Vec<u16> = ports
         .iter()
-        .filter(|p| is_http(p.protocol))
+        .filter(|p| is_http(protocol::service_port_protocol(p)))
         .map(|p| p.number)
         .collect();
     let exact_exists = candidates.iter().any(|c| c.exact);
@@ -1068,7 +1071,7 @@ fn evaluate_virtual_services<'a>(
             None => {
                 let tcp: Vec<String> = ports
                     .iter()
-                    .map(|p| format!("{} {}", p.number, p.protocol.as_str()))
+                    .map(|p| format!("{} {}", p.number, protocol::service_port_protocol(p).as_str()))
                     .collect();
                 (
                     loc(c.entry, "spec.http"),
@@ -1080,7 +1083,6 @@ fn evaluate_virtual_services<'a>(
                 )
             }
         };
-        let _ = &c.hosts;
         out.ignored.push(VsIgnored {
             name: name_of(c.entry),
             location,
@@ -1182,13 +1184,14 @@ fn effective_routes(
                 .find(|(e, _)| e.resource.name() == d_name && e.resource.namespace() == d_ns);
             match found {
                 Some((de, dvs)) if dvs.hosts.is_empty() && exported_to(&dvs.export_to, d_ns, ns) => {
-                    for (j, dr) in dvs.http.iter().enumerate() {
+                    // Delegated routes are listed by the delegate's rules; merging may drop
+                    // conflicting ones, so the mapping is by rule, not by match.
+                    for j in 0..dvs.http.len() {
                         out.push(RouteOrigin {
                             http: j,
                             match_index: None,
                             location: loc(de, &format!("spec.http[{j}]")),
                         });
-                        let _ = dr;
                     }
                 }
                 _ => {
