@@ -123,15 +123,14 @@ fn service(args: ServiceArgs) -> ExitCode {
         }
     }
     let mesh = Mesh::new(weft_analyze::ConfigSet::new(good), MeshOptions::default());
-    let client = (args.client_namespace.is_some() || !args.client_labels.is_empty()).then(|| {
-        Client {
+    let client =
+        (args.client_namespace.is_some() || !args.client_labels.is_empty()).then(|| Client {
             namespace: args
                 .client_namespace
                 .clone()
                 .unwrap_or_else(|| args.namespace.clone()),
             labels: args.client_labels.iter().cloned().collect(),
-        }
-    });
+        });
     let query = Query {
         host: args.host.clone(),
         namespace: args.namespace.clone(),
@@ -240,10 +239,7 @@ fn trace(mesh: &Mesh, query: &Query, report: &Report, args: &ServiceArgs) -> Tra
         out.outcome = "no route matches: the proxy answers 404".to_owned();
         return out;
     };
-    let index = vh
-        .routes()
-        .iter()
-        .position(|r| std::ptr::eq(r, matched));
+    let index = vh.routes().iter().position(|r| std::ptr::eq(r, matched));
     out.route_index = index;
     out.outcome = match matched.action() {
         RouteEntryAction::Route(t) => match &t.cluster {

@@ -138,12 +138,21 @@ fn traced_requests_take_the_real_route() {
     let d = dir.to_str().unwrap();
     let routes = dir.join("routes.yaml");
     let out = weft(&[
-        "describe", "service", "reviews.shop.svc.cluster.local", "-f", d, "--header",
-        "end-user=jason", "--path", "/reviews/1",
+        "describe",
+        "service",
+        "reviews.shop.svc.cluster.local",
+        "-f",
+        d,
+        "--header",
+        "end-user=jason",
+        "--path",
+        "/reviews/1",
     ]);
     let text = stdout(&out);
     assert!(
-        text.contains("  Outcome: forwarded to cluster outbound|9080|v2|reviews.shop.svc.cluster.local\n"),
+        text.contains(
+            "  Outcome: forwarded to cluster outbound|9080|v2|reviews.shop.svc.cluster.local\n"
+        ),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -171,14 +180,25 @@ fn traced_requests_take_the_real_route() {
 fn client_labels_and_unknown_services() {
     let dir = setup("client");
     let d = dir.to_str().unwrap();
-    let out = weft(&[
-        "describe", "service", "nope", "-n", "shop", "-f", d,
-    ]);
+    let out = weft(&["describe", "service", "nope", "-n", "shop", "-f", d]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no service \"nope.shop.svc.cluster.local\""));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no service \"nope.shop.svc.cluster.local\"")
+    );
     let out = weft(&[
-        "describe", "service", "reviews", "-n", "shop", "-f", d, "--client-namespace", "web",
-        "--client-label", "app=web", "-o", "json",
+        "describe",
+        "service",
+        "reviews",
+        "-n",
+        "shop",
+        "-f",
+        d,
+        "--client-namespace",
+        "web",
+        "--client-label",
+        "app=web",
+        "-o",
+        "json",
     ]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["client"]["namespace"], "web");

@@ -18,11 +18,11 @@ use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster::LbPolicy as 
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use serde::Serialize;
 use weft_api::common::StringMatch;
-use weft_api::{KindSpec, Loaded};
 use weft_api::diag::msg;
 use weft_api::networking::destination_rule::DestinationRule;
 use weft_api::networking::service_entry::ServiceEntry;
 use weft_api::networking::virtual_service::{HttpMatchRequest, HttpRoute, VirtualService};
+use weft_api::{KindSpec, Loaded};
 use weft_registry::{Endpoint, Protocol, Service, ServiceSource, host_matches, resolve_short_name};
 
 use crate::mesh::Mesh;
@@ -506,9 +506,7 @@ pub fn describe(mesh: &Mesh, query: &Query) -> Result<Report, DescribeError> {
         let mut subsets = Vec::new();
         if let Some((entry, dr)) = chosen {
             for (i, s) in dr.subsets.iter().enumerate() {
-                let eps = mesh
-                    .registry
-                    .subset_endpoints(service, p.number, &s.labels);
+                let eps = mesh.registry.subset_endpoints(service, p.number, &s.labels);
                 if eps.is_empty() {
                     warnings.push(format!(
                         "subset {} ({}) selects no endpoints on port {}: traffic routed to it \
@@ -728,10 +726,11 @@ fn destination_rules(
             } else if c_dr.workload_selector.is_some() && dr.workload_selector.is_none() {
                 (
                     "spec.host",
-                    format!("{c_where} has a workloadSelector matching the client and wins over rules without one"),
+                    format!(
+                        "{c_where} has a workloadSelector matching the client and wins over rules without one"
+                    ),
                 )
-            } else if specificity_of(c_host) > specificity_of(&dr_host)
-            {
+            } else if specificity_of(c_host) > specificity_of(&dr_host) {
                 (
                     "spec.host",
                     format!("{c_where} has a more specific host ({c_host}) than {dr_host}"),
@@ -967,7 +966,7 @@ fn evaluate_virtual_services<'a>(
             });
             continue;
         }
-        let exact = hosts.iter().any(|h| *h == host);
+        let exact = hosts.contains(&host);
         let wildcard = hosts
             .iter()
             .filter(|h| h.starts_with('*') && host_matches(h, &host))
@@ -1062,7 +1061,10 @@ fn evaluate_virtual_services<'a>(
         let (location, reason) = match lost.get(&i).and_then(|l| l.first()) {
             Some((l, r)) => {
                 let port_note = if http_ports.len() > 1 {
-                    format!(" (port {})", http_ports.first().copied().unwrap_or_default())
+                    format!(
+                        " (port {})",
+                        http_ports.first().copied().unwrap_or_default()
+                    )
                 } else {
                     String::new()
                 };
@@ -1071,7 +1073,13 @@ fn evaluate_virtual_services<'a>(
             None => {
                 let tcp: Vec<String> = ports
                     .iter()
-                    .map(|p| format!("{} {}", p.number, protocol::service_port_protocol(p).as_str()))
+                    .map(|p| {
+                        format!(
+                            "{} {}",
+                            p.number,
+                            protocol::service_port_protocol(p).as_str()
+                        )
+                    })
                     .collect();
                 (
                     loc(c.entry, "spec.http"),
@@ -1183,7 +1191,9 @@ fn effective_routes(
                 .of::<VirtualService>()
                 .find(|(e, _)| e.resource.name() == d_name && e.resource.namespace() == d_ns);
             match found {
-                Some((de, dvs)) if dvs.hosts.is_empty() && exported_to(&dvs.export_to, d_ns, ns) => {
+                Some((de, dvs))
+                    if dvs.hosts.is_empty() && exported_to(&dvs.export_to, d_ns, ns) =>
+                {
                     // Delegated routes are listed by the delegate's rules; merging may drop
                     // conflicting ones, so the mapping is by rule, not by match.
                     for j in 0..dvs.http.len() {
@@ -1329,34 +1339,33 @@ fn destinations_text(r: &HttpRoute) -> Vec<String> {
 
 fn vs_report(scope: &Scope<'_>, c: &Candidate<'_>, ports: &[u16]) -> VsReport {
     let port = ports.first().copied().unwrap_or_default();
-    let http = c
-        .vs
-        .http
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let skipped = (!r.matches.is_empty())
-                .then(|| {
-                    let reasons: Vec<String> = r
-                        .matches
-                        .iter()
-                        .filter_map(|m| match_skip_reason(scope, m, port))
-                        .collect();
-                    (reasons.len() == r.matches.len())
-                        .then(|| reasons.first().cloned())
-                        .flatten()
-                })
-                .flatten();
-            HttpRuleReport {
-                index: i,
-                name: r.name.clone(),
-                location: loc(c.entry, &format!("spec.http[{i}]")),
-                matches: r.matches.iter().map(match_text).collect(),
-                destinations: destinations_text(r),
-                skipped,
-            }
-        })
-        .collect();
+    let http =
+        c.vs.http
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let skipped = (!r.matches.is_empty())
+                    .then(|| {
+                        let reasons: Vec<String> = r
+                            .matches
+                            .iter()
+                            .filter_map(|m| match_skip_reason(scope, m, port))
+                            .collect();
+                        (reasons.len() == r.matches.len())
+                            .then(|| reasons.first().cloned())
+                            .flatten()
+                    })
+                    .flatten();
+                HttpRuleReport {
+                    index: i,
+                    name: r.name.clone(),
+                    location: loc(c.entry, &format!("spec.http[{i}]")),
+                    matches: r.matches.iter().map(match_text).collect(),
+                    destinations: destinations_text(r),
+                    skipped,
+                }
+            })
+            .collect();
     // The analyzer's shadowing check, run on this VirtualService alone.
     let only = weft_analyze::ConfigSet::new(vec![c.entry.clone()]);
     let unreachable = weft_analyze::analyze_config(&only)

@@ -78,7 +78,10 @@ fn service_ports_protocols_and_endpoints() {
     assert_eq!(r.service.location.as_deref(), Some("test.yaml:2"));
     assert_eq!(r.service.resolution, "STATIC");
     let tcp = &r.service.ports[1];
-    assert_eq!((tcp.declared.as_str(), tcp.effective.as_str()), ("(not set)", "TCP"));
+    assert_eq!(
+        (tcp.declared.as_str(), tcp.effective.as_str()),
+        ("(not set)", "TCP")
+    );
     let workloads: Vec<_> = r
         .service
         .endpoints
@@ -172,24 +175,34 @@ fn destination_rule_choice_and_why_others_lose() {
     let chosen = r.destination_rule.as_ref().unwrap();
     assert_eq!(chosen.name, "shop/in-service-ns");
     assert!(chosen.reason.contains("exact host"), "{}", chosen.reason);
-    assert!(other_rule(&r, "shop/later-same-host")
-        .reason
-        .contains("comes first in load order"));
-    assert!(other_rule(&r, "shop/wildcard")
-        .reason
-        .contains("more specific host"));
+    assert!(
+        other_rule(&r, "shop/later-same-host")
+            .reason
+            .contains("comes first in load order")
+    );
+    assert!(
+        other_rule(&r, "shop/wildcard")
+            .reason
+            .contains("more specific host")
+    );
     let root = other_rule(&r, "istio-system/in-root");
     assert!(root.reason.contains("found first"), "{}", root.reason);
-    assert!(other_rule(&r, "other/elsewhere")
-        .reason
-        .contains("neither the client's"));
+    assert!(
+        other_rule(&r, "other/elsewhere")
+            .reason
+            .contains("neither the client's")
+    );
     // Exported only to its own namespace: still applies to a client there, so it loses on load
     // order; from another namespace it is not visible.
     let mut q = query(None);
     q.client = client("frontend", &[]);
     let r = run(RULES, &q);
     let private = other_rule(&r, "shop/private");
-    assert!(private.reason.contains("not exported"), "{}", private.reason);
+    assert!(
+        private.reason.contains("not exported"),
+        "{}",
+        private.reason
+    );
     assert_eq!(private.location, "test.yaml:76");
 }
 
@@ -246,18 +259,25 @@ spec:
     q.client = client("shop", &[("track", "canary")]);
     let r = run(extra, &q);
     assert_eq!(r.destination_rule.as_ref().unwrap().name, "shop/for-canary");
-    assert!(other_rule(&r, "shop/plain")
-        .reason
-        .contains("has a workloadSelector matching the client"));
-    assert!(other_rule(&r, "frontend/for-other-ns")
-        .reason
-        .contains("only applies to workloads in its own namespace"));
+    assert!(
+        other_rule(&r, "shop/plain")
+            .reason
+            .contains("has a workloadSelector matching the client")
+    );
+    assert!(
+        other_rule(&r, "frontend/for-other-ns")
+            .reason
+            .contains("only applies to workloads in its own namespace")
+    );
 
     q.client = client("shop", &[("track", "stable")]);
     let r = run(extra, &q);
     assert_eq!(r.destination_rule.as_ref().unwrap().name, "shop/plain");
     let sel = other_rule(&r, "shop/for-canary");
-    assert!(sel.reason.contains("does not match the client's labels track=stable"));
+    assert!(
+        sel.reason
+            .contains("does not match the client's labels track=stable")
+    );
 }
 
 #[test]
@@ -268,7 +288,12 @@ fn effective_policy_per_port_and_subset_and_empty_subsets() {
     assert_eq!(p.load_balancer, "ROUND_ROBIN");
     let cb = p.circuit_breakers;
     assert_eq!(
-        (cb.max_connections, cb.max_pending_requests, cb.max_requests, cb.max_retries),
+        (
+            cb.max_connections,
+            cb.max_pending_requests,
+            cb.max_requests,
+            cb.max_retries
+        ),
         (100, 10, 50, 3)
     );
     let o = p.outlier_detection.unwrap();
@@ -375,14 +400,15 @@ fn applied_virtual_service_with_matches_destinations_and_dead_rules() {
         vs.http[0].matches,
         ["uri prefix /api, header end-user exact jason"]
     );
-    assert_eq!(
-        vs.http[0].destinations,
-        ["reviews subset v2"]
-    );
+    assert_eq!(vs.http[0].destinations, ["reviews subset v2"]);
     assert!(vs.http[1].matches.is_empty());
     // Rule 2 comes after the catch-all rule 1: the analyzer's shadowing check says so.
     assert_eq!(vs.unreachable.len(), 1, "{:?}", vs.unreachable);
-    assert!(vs.unreachable[0].contains("rule #2"), "{}", vs.unreachable[0]);
+    assert!(
+        vs.unreachable[0].contains("rule #2"),
+        "{}",
+        vs.unreachable[0]
+    );
     let routes = r.ports[0].routes.as_ref().unwrap();
     assert_eq!(routes.virtual_service.as_deref(), Some("shop/first"));
     assert_eq!(routes.virtual_host, "reviews.shop.svc.cluster.local:9080");
@@ -397,13 +423,25 @@ fn applied_virtual_service_with_matches_destinations_and_dead_rules() {
 fn why_virtual_services_do_not_apply() {
     let r = run(ROUTES, &query(Some(9080)));
     let second = ignored(&r, "shop/second");
-    assert!(second.reason.contains("shadowed by shop/first"), "{}", second.reason);
+    assert!(
+        second.reason.contains("shadowed by shop/first"),
+        "{}",
+        second.reason
+    );
     assert!(second.reason.contains("test.yaml:"), "{}", second.reason);
     let gw = ignored(&r, "shop/gateway-only");
-    assert!(gw.reason.contains("bound only to gateways (shop/ingress)"), "{}", gw.reason);
+    assert!(
+        gw.reason.contains("bound only to gateways (shop/ingress)"),
+        "{}",
+        gw.reason
+    );
     assert!(gw.location.starts_with("test.yaml:"));
     let wildcard = ignored(&r, "shop/wildcard");
-    assert!(wildcard.reason.contains("names reviews.shop.svc.cluster.local exactly"));
+    assert!(
+        wildcard
+            .reason
+            .contains("names reviews.shop.svc.cluster.local exactly")
+    );
     let delegate = ignored(&r, "shop/orphan-delegate");
     assert!(delegate.reason.contains("no VirtualService references"));
     // `private` is only exported to shop: a client in frontend does not see it.
@@ -411,7 +449,11 @@ fn why_virtual_services_do_not_apply() {
     q.client = client("frontend", &[]);
     let r = run(ROUTES, &q);
     let private = ignored(&r, "shop/private");
-    assert!(private.reason.contains("not exported to the client's namespace frontend"));
+    assert!(
+        private
+            .reason
+            .contains("not exported to the client's namespace frontend")
+    );
 }
 
 #[test]
@@ -452,14 +494,22 @@ spec:
 "#;
     let r = run(extra, &query(Some(9080)));
     assert!(r.virtual_services.is_empty());
-    assert!(ignored(&r, "shop/for-canary")
-        .reason
-        .contains("sourceLabels track=canary do not match the client's labels {}"));
-    assert!(ignored(&r, "shop/from-frontend")
-        .reason
-        .contains("sourceNamespace frontend is not the client's namespace shop"));
+    assert!(
+        ignored(&r, "shop/for-canary")
+            .reason
+            .contains("sourceLabels track=canary do not match the client's labels {}")
+    );
+    assert!(
+        ignored(&r, "shop/from-frontend")
+            .reason
+            .contains("sourceNamespace frontend is not the client's namespace shop")
+    );
     let port = ignored(&r, "shop/other-port");
-    assert!(port.reason.contains("match.port 9999 only"), "{}", port.reason);
+    assert!(
+        port.reason.contains("match.port 9999 only"),
+        "{}",
+        port.reason
+    );
     assert!(port.location.starts_with("test.yaml:"));
     // Istio's default route is in force.
     let routes = r.ports[0].routes.as_ref().unwrap();
@@ -470,7 +520,11 @@ spec:
     q.client = client("shop", &[("track", "canary")]);
     let r = run(extra, &q);
     assert_eq!(r.virtual_services[0].name, "shop/for-canary");
-    assert!(ignored(&r, "shop/from-frontend").reason.contains("shadowed"));
+    assert!(
+        ignored(&r, "shop/from-frontend")
+            .reason
+            .contains("shadowed")
+    );
 }
 
 #[test]
@@ -496,9 +550,16 @@ spec:
 "#;
     let r = run(extra, &query(Some(9080)));
     assert_eq!(r.virtual_services[0].name, "shop/root");
-    assert_eq!(r.virtual_services[0].http[0].destinations, ["delegate ./leaf"]);
+    assert_eq!(
+        r.virtual_services[0].http[0].destinations,
+        ["delegate ./leaf"]
+    );
     let leaf = ignored(&r, "shop/leaf");
-    assert!(leaf.reason.contains("apply only as part of shop/root"), "{}", leaf.reason);
+    assert!(
+        leaf.reason.contains("apply only as part of shop/root"),
+        "{}",
+        leaf.reason
+    );
 }
 
 #[test]
@@ -541,5 +602,8 @@ fn route_origins_agree_with_the_real_route_table() {
         origin.starts_with("VirtualService shop/first spec.http[1] (test.yaml:"),
         "{origin}"
     );
-    assert!(r.route_origin("reviews.shop.svc.cluster.local:9080", 5).is_none());
+    assert!(
+        r.route_origin("reviews.shop.svc.cluster.local:9080", 5)
+            .is_none()
+    );
 }
