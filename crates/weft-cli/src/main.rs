@@ -2,6 +2,7 @@
 
 mod analyze;
 mod control;
+mod describe;
 mod inspect;
 mod proxy;
 
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Validate and analyze Istio configuration files, like `istioctl analyze`.
     Analyze(analyze::Args),
+    /// Explain which DestinationRule and VirtualServices apply to a service, and why others do not.
+    Describe(describe::Args),
     /// Run the data plane from an Envoy v3 bootstrap (the file Envoy takes with `-c`).
     Proxy(proxy::Args),
     /// Run the control plane: Istio resources from files, served to proxies over xDS.
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Analyze(args) => analyze::run(args),
+        Command::Describe(args) => describe::run(args),
         Command::Proxy(args) => proxy::run(args),
         Command::Control(args) => control::run(args),
         Command::ProxyStatus(args) => inspect::status(args),

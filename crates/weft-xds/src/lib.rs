@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ads;
+pub mod describe;
 pub mod mesh;
 pub mod naming;
 pub mod node;
