@@ -19,7 +19,8 @@ struct Cli {
 enum Command {
     /// Validate and analyze Istio configuration files, like `istioctl analyze`.
     Analyze(analyze::Args),
-    /// Run the data plane from an Envoy v3 bootstrap (the file Envoy takes with `-c`).
+    /// Run the data plane from an Envoy v3 bootstrap (the file Envoy takes with `-c`) or from an
+    /// xDS control plane (`--control-plane`).
     Proxy(proxy::Args),
 }
 

@@ -190,7 +190,10 @@ impl AdsClient {
             let _ = tx.send(request);
         }
         let requests =
-            futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+            );
         let mut responses = tokio::select! {
             r = client.stream_aggregated_resources(requests) => match r {
                 Ok(r) => r.into_inner(),
@@ -231,7 +234,11 @@ impl AdsClient {
     }
 
     /// Applies first, then sends: an ACK means the configuration is running.
-    async fn handle(&mut self, outcome: Outcome, tx: Option<&mpsc::UnboundedSender<DiscoveryRequest>>) {
+    async fn handle(
+        &mut self,
+        outcome: Outcome,
+        tx: Option<&mpsc::UnboundedSender<DiscoveryRequest>>,
+    ) {
         if outcome.apply {
             match self.state.config() {
                 Ok(config) => {

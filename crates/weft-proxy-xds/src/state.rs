@@ -288,9 +288,7 @@ impl XdsState {
         }
         // New EDS/RDS subscriptions go out before the CDS/LDS ACK, as Envoy sends them.
         outcome.requests.extend(self.resubscribe());
-        outcome
-            .requests
-            .push(self.request(kind, rejected.clone()));
+        outcome.requests.push(self.request(kind, rejected.clone()));
         self.advance(now, &mut outcome);
         outcome.rejected = rejected;
         outcome

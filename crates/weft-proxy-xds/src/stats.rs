@@ -47,7 +47,8 @@ impl XdsStats {
     }
 
     pub(crate) fn set_connected(&self, connected: bool) {
-        self.connected.store(i64::from(connected), Ordering::Relaxed);
+        self.connected
+            .store(i64::from(connected), Ordering::Relaxed);
     }
 
     /// Whether the stream to the control plane is up.

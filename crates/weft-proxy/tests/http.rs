@@ -253,9 +253,10 @@ async fn the_same_listener_arc_keeps_its_connections_a_new_one_drains_them() {
         vec![cluster("a", &[up.addr()])],
     ))
     .await;
-    let mut conn = weft_test_support::HttpConnection::connect(addr, weft_test_support::HttpVersion::Http1)
-        .await
-        .unwrap();
+    let mut conn =
+        weft_test_support::HttpConnection::connect(addr, weft_test_support::HttpVersion::Http1)
+            .await
+            .unwrap();
     assert_eq!(conn.get("x", "/", &[]).await.unwrap().status, 200);
     // Only the clusters change (an endpoint update): the listener is the same Arc.
     proxy

@@ -75,9 +75,21 @@ fn first_requests_carry_the_node_once_and_subscribe_cds_then_lds() {
     let node = reqs[0].node.as_ref().unwrap();
     assert_eq!(node.id, "node-1");
     assert_eq!(node.user_agent_name, "weft");
-    assert!(node.metadata.as_ref().unwrap().fields.contains_key("NAMESPACE"));
-    assert!(reqs[1].node.is_none(), "the node goes with the first request only");
-    assert!(reqs.iter().all(|r| r.resource_names.is_empty() && r.response_nonce.is_empty()));
+    assert!(
+        node.metadata
+            .as_ref()
+            .unwrap()
+            .fields
+            .contains_key("NAMESPACE")
+    );
+    assert!(
+        reqs[1].node.is_none(),
+        "the node goes with the first request only"
+    );
+    assert!(
+        reqs.iter()
+            .all(|r| r.resource_names.is_empty() && r.response_nonce.is_empty())
+    );
     // A new stream sends it again.
     assert!(s.on_connect()[0].node.is_some());
 }
@@ -87,7 +99,12 @@ fn clusters_warm_until_their_endpoints_arrive() {
     let (mut s, now) = state();
     s.on_connect();
     let out = s.on_response(
-        response(CDS, "c1", "n1", vec![any(&eds_cluster("outbound|80||a", "a"))]),
+        response(
+            CDS,
+            "c1",
+            "n1",
+            vec![any(&eds_cluster("outbound|80||a", "a"))],
+        ),
         now,
     );
     // EDS subscription first, then the CDS ACK.
@@ -99,18 +116,29 @@ fn clusters_warm_until_their_endpoints_arrive() {
         ]
     );
     let ack = &out.requests[1];
-    assert_eq!((ack.version_info.as_str(), ack.response_nonce.as_str()), ("c1", "n1"));
+    assert_eq!(
+        (ack.version_info.as_str(), ack.response_nonce.as_str()),
+        ("c1", "n1")
+    );
     assert!(!out.apply, "warming: not applied before its endpoints");
     assert_eq!(cluster_names(&s.config().unwrap()), ["xds-grpc"]);
     let out = s.on_response(
-        response(EDS, "e1", "n2", vec![any(&assignment("a", &[addr("127.0.0.1:9001")]))]),
+        response(
+            EDS,
+            "e1",
+            "n2",
+            vec![any(&assignment("a", &[addr("127.0.0.1:9001")]))],
+        ),
         now,
     );
     assert!(out.apply);
     let config = s.config().unwrap();
     assert_eq!(cluster_names(&config), ["xds-grpc", "outbound|80||a"]);
     assert_eq!(config.clusters[1].localities[0].endpoints.len(), 1);
-    assert_eq!(types(&out), [("ClusterLoadAssignment", vec!["a".to_owned()], false)]);
+    assert_eq!(
+        types(&out),
+        [("ClusterLoadAssignment", vec!["a".to_owned()], false)]
+    );
     assert_eq!(out.requests[0].version_info, "e1");
 }
 
@@ -119,7 +147,10 @@ fn warming_gives_up_at_the_initial_fetch_timeout() {
     let (mut s, now) = state();
     s.on_connect();
     // eds_cluster() leaves initial_fetch_timeout unset: 15 s.
-    let out = s.on_response(response(CDS, "c1", "n1", vec![any(&eds_cluster("c", "svc"))]), now);
+    let out = s.on_response(
+        response(CDS, "c1", "n1", vec![any(&eds_cluster("c", "svc"))]),
+        now,
+    );
     assert!(!out.apply);
     assert_eq!(s.next_deadline(), Some(now + Duration::from_secs(15)));
     assert!(!s.on_tick(now + Duration::from_secs(14)).apply);
@@ -136,7 +167,12 @@ fn listeners_warm_until_their_routes_arrive_and_initialization_waits_for_both() 
     let out = s.on_response(response(CDS, "c1", "n1", vec![]), now);
     assert!(out.apply && !out.initialized, "LDS is still to come");
     let out = s.on_response(
-        response(LDS, "l1", "n2", vec![any(&http_listener("in", addr("127.0.0.1:0"), "80"))]),
+        response(
+            LDS,
+            "l1",
+            "n2",
+            vec![any(&http_listener("in", addr("127.0.0.1:0"), "80"))],
+        ),
         now,
     );
     assert_eq!(
@@ -171,11 +207,19 @@ fn an_invalid_resource_is_nacked_and_keeps_its_previous_version() {
     let moved_b = http_listener("b", addr("127.0.0.3:0"), "80");
     let new_c = http_listener("c", addr("127.0.0.4:0"), "80");
     let out = s.on_response(
-        response(LDS, "l2", "n3", vec![any(&bad_a), any(&moved_b), any(&new_c)]),
+        response(
+            LDS,
+            "l2",
+            "n3",
+            vec![any(&bad_a), any(&moved_b), any(&new_c)],
+        ),
         now,
     );
     let nack = out.requests.last().unwrap();
-    assert_eq!(nack.version_info, "l1", "a NACK carries the previous version");
+    assert_eq!(
+        nack.version_info, "l1",
+        "a NACK carries the previous version"
+    );
     assert_eq!(nack.response_nonce, "n3");
     let detail = nack.error_detail.as_ref().unwrap();
     assert_eq!(detail.code, 3);
@@ -195,7 +239,11 @@ fn an_invalid_resource_is_nacked_and_keeps_its_previous_version() {
     let ack = out.requests.last().unwrap();
     assert!(ack.error_detail.is_none());
     assert_eq!(ack.version_info, "l3");
-    assert_eq!(listener_names(&s.config().unwrap()), ["a"], "LDS is the full set");
+    assert_eq!(
+        listener_names(&s.config().unwrap()),
+        ["a"],
+        "LDS is the full set"
+    );
 }
 
 #[test]
@@ -208,7 +256,10 @@ fn a_conversion_error_rejects_only_the_resource_at_fault() {
     let out = s.on_response(response(LDS, "l1", "n1", vec![any(&one), any(&two)]), now);
     let nack = out.requests.last().unwrap();
     let message = &nack.error_detail.as_ref().unwrap().message;
-    assert!(message.starts_with("listener \"two\": address"), "{message}");
+    assert!(
+        message.starts_with("listener \"two\": address"),
+        "{message}"
+    );
     assert_eq!(nack.version_info, "");
     s.on_tick(now + Duration::from_secs(60));
     assert_eq!(listener_names(&s.config().unwrap()), ["one"]);
@@ -218,9 +269,17 @@ fn a_conversion_error_rejects_only_the_resource_at_fault() {
 fn a_bad_assignment_keeps_the_previous_endpoints() {
     let (mut s, now) = state();
     s.on_connect();
-    s.on_response(response(CDS, "c1", "n1", vec![any(&eds_cluster("c", "svc"))]), now);
     s.on_response(
-        response(EDS, "e1", "n2", vec![any(&assignment("svc", &[addr("127.0.0.1:9001")]))]),
+        response(CDS, "c1", "n1", vec![any(&eds_cluster("c", "svc"))]),
+        now,
+    );
+    s.on_response(
+        response(
+            EDS,
+            "e1",
+            "n2",
+            vec![any(&assignment("svc", &[addr("127.0.0.1:9001")]))],
+        ),
         now,
     );
     let mut bad = assignment("svc", &[addr("127.0.0.1:9002")]);
@@ -229,7 +288,10 @@ fn a_bad_assignment_keeps_the_previous_endpoints() {
     let nack = out.requests.last().unwrap();
     assert_eq!(nack.version_info, "e1");
     let message = &nack.error_detail.as_ref().unwrap().message;
-    assert!(message.starts_with("cluster load assignment \"svc\""), "{message}");
+    assert!(
+        message.starts_with("cluster load assignment \"svc\""),
+        "{message}"
+    );
     assert!(!out.apply);
     let config = s.config().unwrap();
     assert!(format!("{:?}", config.clusters[1].localities).contains("9001"));
@@ -240,10 +302,18 @@ fn eds_and_rds_responses_only_touch_subscribed_names() {
     let (mut s, now) = state();
     s.on_connect();
     s.on_response(
-        response(CDS, "c1", "n1", vec![any(&eds_cluster("a", "a")), any(&eds_cluster("b", "b"))]),
+        response(
+            CDS,
+            "c1",
+            "n1",
+            vec![any(&eds_cluster("a", "a")), any(&eds_cluster("b", "b"))],
+        ),
         now,
     );
-    assert_eq!(s.subscribed(ResourceType::ClusterLoadAssignment), ["a", "b"]);
+    assert_eq!(
+        s.subscribed(ResourceType::ClusterLoadAssignment),
+        ["a", "b"]
+    );
     s.on_response(
         response(
             EDS,
@@ -258,14 +328,27 @@ fn eds_and_rds_responses_only_touch_subscribed_names() {
     );
     // `b` is not in this response, which does not remove it; `zzz` was never asked for.
     s.on_response(
-        response(EDS, "e2", "n3", vec![any(&assignment("b", &[addr("127.0.0.1:3")]))]),
+        response(
+            EDS,
+            "e2",
+            "n3",
+            vec![any(&assignment("b", &[addr("127.0.0.1:3")]))],
+        ),
         now,
     );
     let config = s.config().unwrap();
     assert_eq!(cluster_names(&config), ["xds-grpc", "a", "b"]);
-    assert!(config.clusters.iter().all(|c| c.name == "xds-grpc" || !c.localities.is_empty()));
+    assert!(
+        config
+            .clusters
+            .iter()
+            .all(|c| c.name == "xds-grpc" || !c.localities.is_empty())
+    );
     // Removing `b` from CDS unsubscribes its service once the new set is active.
-    let out = s.on_response(response(CDS, "c2", "n4", vec![any(&eds_cluster("a", "a"))]), now);
+    let out = s.on_response(
+        response(CDS, "c2", "n4", vec![any(&eds_cluster("a", "a"))]),
+        now,
+    );
     assert_eq!(
         types(&out),
         [
@@ -281,13 +364,26 @@ fn eds_and_rds_responses_only_touch_subscribed_names() {
 fn reconnecting_resends_subscriptions_with_the_last_accepted_versions() {
     let (mut s, now) = state();
     s.on_connect();
-    s.on_response(response(CDS, "c1", "n1", vec![any(&eds_cluster("a", "svc"))]), now);
     s.on_response(
-        response(EDS, "e1", "n2", vec![any(&assignment("svc", &[addr("127.0.0.1:1")]))]),
+        response(CDS, "c1", "n1", vec![any(&eds_cluster("a", "svc"))]),
         now,
     );
     s.on_response(
-        response(LDS, "l1", "n3", vec![any(&http_listener("in", addr("127.0.0.1:0"), "80"))]),
+        response(
+            EDS,
+            "e1",
+            "n2",
+            vec![any(&assignment("svc", &[addr("127.0.0.1:1")]))],
+        ),
+        now,
+    );
+    s.on_response(
+        response(
+            LDS,
+            "l1",
+            "n3",
+            vec![any(&http_listener("in", addr("127.0.0.1:0"), "80"))],
+        ),
         now,
     );
     s.on_response(response(RDS, "r1", "n4", vec![any(&route("80", "a"))]), now);
@@ -319,7 +415,10 @@ fn reconnecting_resends_subscriptions_with_the_last_accepted_versions() {
 fn unchanged_listeners_keep_their_arc() {
     let (mut s, now) = state();
     s.on_connect();
-    s.on_response(response(CDS, "c1", "n1", vec![any(&eds_cluster("a", "svc"))]), now);
+    s.on_response(
+        response(CDS, "c1", "n1", vec![any(&eds_cluster("a", "svc"))]),
+        now,
+    );
     s.on_response(
         response(
             LDS,
@@ -333,13 +432,23 @@ fn unchanged_listeners_keep_their_arc() {
         now,
     );
     s.on_response(
-        response(RDS, "r1", "n3", vec![any(&route("80", "a")), any(&route("81", "a"))]),
+        response(
+            RDS,
+            "r1",
+            "n3",
+            vec![any(&route("80", "a")), any(&route("81", "a"))],
+        ),
         now,
     );
     let first = s.config().unwrap();
     // An endpoint update: both listeners unchanged.
     s.on_response(
-        response(EDS, "e1", "n4", vec![any(&assignment("svc", &[addr("127.0.0.1:1")]))]),
+        response(
+            EDS,
+            "e1",
+            "n4",
+            vec![any(&assignment("svc", &[addr("127.0.0.1:1")]))],
+        ),
         now,
     );
     let second = s.config().unwrap();
@@ -386,15 +495,28 @@ fn static_listeners_naming_rds_wait_for_their_routes() {
 #[test]
 fn responses_of_other_types_are_ignored_and_stats_count() {
     let stats = Arc::new(XdsStats::default());
-    let mut s = XdsState::new(bootstrap_with(""), PathBuf::from("/"), Instant::now(), stats.clone())
-        .unwrap();
+    let mut s = XdsState::new(
+        bootstrap_with(""),
+        PathBuf::from("/"),
+        Instant::now(),
+        stats.clone(),
+    )
+    .unwrap();
     let out = s.on_response(
-        response("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret", "1", "n", vec![]),
+        response(
+            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+            "1",
+            "n",
+            vec![],
+        ),
         Instant::now(),
     );
     assert!(out.requests.is_empty());
     s.on_response(response(CDS, "1", "n1", vec![]), Instant::now());
-    s.on_response(response(CDS, "2", "n2", vec![any(&route("x", "y"))]), Instant::now());
+    s.on_response(
+        response(CDS, "2", "n2", vec![any(&route("x", "y"))]),
+        Instant::now(),
+    );
     assert_eq!(stats.update_success(ResourceType::Cluster), 1);
     assert_eq!(stats.update_rejected(ResourceType::Cluster), 1);
     let exported = stats.export();
@@ -404,7 +526,11 @@ fn responses_of_other_types_are_ignored_and_stats_count() {
 
 #[test]
 fn a_bootstrap_without_ads_is_refused() {
-    let b = weft_proxy_config::parse_bootstrap(Path::new("b.yaml"), "admin: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}").unwrap();
+    let b = weft_proxy_config::parse_bootstrap(
+        Path::new("b.yaml"),
+        "admin: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}",
+    )
+    .unwrap();
     let e = XdsState::new(b, PathBuf::from("/"), Instant::now(), Arc::default()).unwrap_err();
     assert!(e.message.contains("no ADS configuration"), "{e}");
 }
@@ -417,7 +543,10 @@ fn backoff_is_jittered_exponential_and_capped() {
     assert!(delays[1] >= Duration::from_millis(500) && delays[1] <= Duration::from_secs(1));
     assert!(delays[3] >= Duration::from_secs(2) && delays[3] <= Duration::from_secs(4));
     assert!(delays.iter().all(|d| *d <= Duration::from_secs(30)));
-    assert!(delays[9] >= Duration::from_secs(15), "capped at 30 s, jittered down to half");
+    assert!(
+        delays[9] >= Duration::from_secs(15),
+        "capped at 30 s, jittered down to half"
+    );
     b.reset();
     assert!(b.next_delay() <= Duration::from_millis(500));
 }
