@@ -21,14 +21,14 @@ enum Command {
     Analyze(analyze::Args),
     /// Run the data plane from an Envoy v3 bootstrap (the file Envoy takes with `-c`) or from an
     /// xDS control plane (`--control-plane`).
-    Proxy(proxy::Args),
+    Proxy(Box<proxy::Args>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Analyze(args) => analyze::run(args),
-        Command::Proxy(args) => proxy::run(args),
+        Command::Proxy(args) => proxy::run(*args),
     }
 }
 

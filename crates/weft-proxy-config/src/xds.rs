@@ -140,7 +140,7 @@ pub struct XdsError {
     /// a way weft cannot pin on the dynamic resource).
     pub resource: Option<ResourceId>,
     /// What is wrong; its path is relative to the resource.
-    pub error: ConfigError,
+    pub error: Box<ConfigError>,
 }
 
 impl fmt::Display for XdsError {
@@ -159,7 +159,7 @@ impl XdsError {
                 kind,
                 name: name.to_owned(),
             }),
-            error,
+            error: Box::new(error),
         }
     }
 }
@@ -168,13 +168,13 @@ impl XdsError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resource {
     /// From CDS.
-    Cluster(Cluster),
+    Cluster(Box<Cluster>),
     /// From EDS.
-    ClusterLoadAssignment(ClusterLoadAssignment),
+    ClusterLoadAssignment(Box<ClusterLoadAssignment>),
     /// From LDS.
-    Listener(Listener),
+    Listener(Box<Listener>),
     /// From RDS.
-    RouteConfiguration(RouteConfiguration),
+    RouteConfiguration(Box<RouteConfiguration>),
 }
 
 impl Resource {
@@ -645,7 +645,7 @@ fn attribute(
 ) -> XdsError {
     let unattributed = |error| XdsError {
         resource: None,
-        error,
+        error: Box::new(error),
     };
     let Some((field, index, rest)) = indexed(&error.path, "static_resources.") else {
         return unattributed(error);

@@ -425,7 +425,7 @@ impl XdsState {
                 for name in &order {
                     if let Some(Resource::Cluster(c)) = decoded.iter().find(|r| r.name() == *name) {
                         fresh.insert(name.clone());
-                        candidate.clusters.push(c.clone());
+                        candidate.clusters.push((**c).clone());
                     } else if let Some(old) = self.latest.clusters.iter().find(|c| c.name == *name)
                     {
                         candidate.clusters.push(old.clone());
@@ -438,7 +438,7 @@ impl XdsState {
                     if let Some(Resource::Listener(l)) = decoded.iter().find(|r| r.name() == *name)
                     {
                         fresh.insert(name.clone());
-                        candidate.listeners.push(l.clone());
+                        candidate.listeners.push((**l).clone());
                     } else if let Some(old) = self.latest.listeners.iter().find(|l| l.name == *name)
                     {
                         candidate.listeners.push(old.clone());
@@ -451,7 +451,7 @@ impl XdsState {
                         && subscribed.contains(&rc.name)
                     {
                         fresh.insert(rc.name.clone());
-                        candidate.routes.insert(rc.name.clone(), rc);
+                        candidate.routes.insert(rc.name.clone(), *rc);
                     }
                 }
             }
@@ -461,7 +461,7 @@ impl XdsState {
                         && subscribed.contains(&cla.cluster_name)
                     {
                         fresh.insert(cla.cluster_name.clone());
-                        candidate.endpoints.insert(cla.cluster_name.clone(), cla);
+                        candidate.endpoints.insert(cla.cluster_name.clone(), *cla);
                     }
                 }
             }

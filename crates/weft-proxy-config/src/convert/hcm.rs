@@ -112,9 +112,8 @@ pub(crate) fn convert(
             let mut rc = rc.clone();
             rc.validate_clusters
                 .get_or_insert(envoy_types::pb::google::protobuf::BoolValue { value: false });
-            route::convert(&rc, "", &names, ctx).map_err(|e| {
+            route::convert(&rc, "", &names, ctx).inspect_err(|_| {
                 ctx.rds_failure.set(Some(name.clone()));
-                e
             })?
         }
         // The support check rejects scoped_routes before we get here.

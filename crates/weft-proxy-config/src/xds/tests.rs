@@ -186,7 +186,7 @@ fn decode_checks_type_rules_and_support() {
     let l = listener("in", 18080, "80");
     assert_eq!(
         decode(ResourceType::Listener, &any(&l)).unwrap(),
-        Resource::Listener(l.clone())
+        Resource::Listener(Box::new(l.clone()))
     );
     // The wrong type for the response.
     let e = decode(ResourceType::Cluster, &any(&l)).unwrap_err();
@@ -240,7 +240,7 @@ fn decode_unwraps_discovery_resources() {
     };
     assert_eq!(
         decode(ResourceType::ClusterLoadAssignment, &any(&wrapped)).unwrap(),
-        Resource::ClusterLoadAssignment(c)
+        Resource::ClusterLoadAssignment(Box::new(c))
     );
 }
 
