@@ -24,8 +24,9 @@ enum Command {
     Analyze(analyze::Args),
     /// Explain which DestinationRule and VirtualServices apply to a service, and why others do not.
     Describe(describe::Args),
-    /// Run the data plane from an Envoy v3 bootstrap (the file Envoy takes with `-c`).
-    Proxy(proxy::Args),
+    /// Run the data plane from an Envoy v3 bootstrap (the file Envoy takes with `-c`) or from an
+    /// xDS control plane (`--control-plane`).
+    Proxy(Box<proxy::Args>),
     /// Run the control plane: Istio resources from files, served to proxies over xDS.
     Control(control::Args),
     /// Show every proxy connected to the control plane and whether it is in sync.
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Analyze(args) => analyze::run(args),
         Command::Describe(args) => describe::run(args),
-        Command::Proxy(args) => proxy::run(args),
+        Command::Proxy(args) => proxy::run(*args),
         Command::Control(args) => control::run(args),
         Command::ProxyStatus(args) => inspect::status(args),
         Command::ProxyConfig(args) => inspect::config(args),

@@ -1,6 +1,7 @@
 //! `weft proxy --config FILE`: run the data plane from an Envoy v3 bootstrap, reload it when the
 //! file changes (keeping the running configuration when the new one is invalid), and drain on
-//! SIGTERM.
+//! SIGTERM. A bootstrap with ADS `dynamic_resources` (or `--control-plane HOST:PORT`, which
+//! builds such a bootstrap) takes the rest of its configuration from the control plane.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,15 +16,54 @@ use weft_proxy::admin::{AdminContext, server_state};
 use weft_proxy_config::model::ProxyConfig;
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["config", "control_plane"])))]
 pub(crate) struct Args {
-    /// Envoy v3 bootstrap (YAML or JSON), as Envoy's `-c`.
+    /// Envoy v3 bootstrap (YAML or JSON), as Envoy's `-c`. With `dynamic_resources` (ADS),
+    /// the rest of the configuration comes from the control plane.
     #[arg(
         short = 'c',
         long = "config",
         visible_alias = "config-path",
         value_name = "FILE"
     )]
-    config: PathBuf,
+    config: Option<PathBuf>,
+
+    /// Fetch the configuration from this xDS control plane (ADS over plaintext gRPC), with a
+    /// bootstrap built in memory the way Istio's agent builds istio-proxy's.
+    #[arg(long, value_name = "HOST:PORT", requires_all = ["workload", "namespace"])]
+    control_plane: Option<String>,
+
+    /// With --control-plane: the workload (pod) name.
+    #[arg(long, value_name = "NAME")]
+    workload: Option<String>,
+
+    /// With --control-plane: the workload's namespace.
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+
+    /// With --control-plane: a workload's sidecar, or a gateway.
+    #[arg(long = "type", value_enum, default_value_t = ProxyType::Sidecar)]
+    proxy_type: ProxyType,
+
+    /// With --control-plane: the workload's IP (node id and INSTANCE_IPS).
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: std::net::IpAddr,
+
+    /// With --control-plane: a workload label (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+
+    /// With --control-plane: the workload's service account.
+    #[arg(long, value_name = "SA", default_value = "default")]
+    service_account: String,
+
+    /// With --control-plane: where the admin interface listens.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15000")]
+    admin: std::net::SocketAddr,
+
+    /// With --control-plane: the mesh cluster id (CLUSTER_ID).
+    #[arg(long, value_name = "ID", default_value = "Kubernetes")]
+    cluster_id: String,
 
     /// Worker threads (Envoy's `--concurrency`); defaults to the number of CPUs.
     #[arg(long)]
@@ -42,26 +82,167 @@ pub(crate) struct Args {
     validate: bool,
 }
 
+/// `--type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProxyType {
+    /// A workload's sidecar.
+    Sidecar,
+    /// A gateway.
+    Router,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// Where the bootstrap comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    File(PathBuf),
+    /// Built from the command line; the text is JSON.
+    Generated(String),
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Generated(_) => "the --control-plane bootstrap".to_owned(),
+        }
+    }
+}
+
 struct Loaded {
     bootstrap: envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap,
     config: ProxyConfig,
+    /// Relative file names in the configuration resolve against this.
+    base: PathBuf,
 }
 
-fn load(path: &Path) -> Result<Loaded, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let bootstrap = weft_proxy_config::parse_bootstrap(path, &text).map_err(|e| e.to_string())?;
-    let base = path.parent().unwrap_or(Path::new("."));
+fn load(source: &Source) -> Result<Loaded, String> {
+    let (path, text, base) = match source {
+        Source::File(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+            (path.clone(), text, base)
+        }
+        Source::Generated(json) => (
+            PathBuf::from("control-plane-bootstrap.json"),
+            json.clone(),
+            std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
+        ),
+    };
+    let bootstrap = weft_proxy_config::parse_bootstrap(&path, &text).map_err(|e| e.to_string())?;
     let config =
-        weft_proxy_config::convert_bootstrap(&bootstrap, base).map_err(|e| e.to_string())?;
-    Ok(Loaded { bootstrap, config })
+        weft_proxy_config::convert_bootstrap(&bootstrap, &base).map_err(|e| e.to_string())?;
+    Ok(Loaded {
+        bootstrap,
+        config,
+        base,
+    })
+}
+
+/// The bootstrap `--control-plane` stands for: Istio's istio-proxy bootstrap reduced to what
+/// weft reads. Node id `<type>~<ip>~<workload>.<ns>~<ns>.svc.cluster.local`, Istio's node
+/// metadata, the `xds-grpc` cluster (HTTP/2) to the control plane, ADS for CDS and LDS, and
+/// no initial fetch timeout (the proxy is not ready until the control plane answered).
+fn generated_bootstrap(args: &Args, control_plane: &str) -> Result<String, String> {
+    let (host, port) = control_plane
+        .rsplit_once(':')
+        .and_then(|(h, p)| {
+            Some((
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse::<u16>().ok()?,
+            ))
+        })
+        .ok_or_else(|| format!("--control-plane {control_plane:?} is not HOST:PORT"))?;
+    let workload = args.workload.clone().unwrap_or_default();
+    let namespace = args.namespace.clone().unwrap_or_default();
+    let kind = match args.proxy_type {
+        ProxyType::Sidecar => "sidecar",
+        ProxyType::Router => "router",
+    };
+    let ip = args.ip;
+    let labels: serde_json::Map<String, serde_json::Value> = args
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let discovery = if host.parse::<std::net::IpAddr>().is_ok() {
+        "STATIC"
+    } else {
+        "STRICT_DNS"
+    };
+    let ads =
+        serde_json::json!({"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"});
+    let bootstrap = serde_json::json!({
+        "node": {
+            "id": format!("{kind}~{ip}~{workload}.{namespace}~{namespace}.svc.cluster.local"),
+            "cluster": format!("{workload}.{namespace}"),
+            "metadata": {
+                "NAMESPACE": namespace,
+                "WORKLOAD_NAME": workload,
+                "INSTANCE_IPS": ip.to_string(),
+                "LABELS": labels,
+                "SERVICE_ACCOUNT": args.service_account,
+                "CLUSTER_ID": args.cluster_id,
+            },
+        },
+        "admin": {"address": {"socket_address": {
+            "address": args.admin.ip().to_string(), "port_value": args.admin.port()}}},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": true,
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
+            },
+            "cds_config": ads,
+            "lds_config": ads,
+        },
+        "static_resources": {"clusters": [{
+            "name": "xds-grpc",
+            "type": discovery,
+            "connect_timeout": "1s",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                },
+            },
+            "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+            ]}]},
+        }]},
+    });
+    serde_json::to_string_pretty(&bootstrap).map_err(|e| e.to_string())
+}
+
+fn source(args: &Args) -> Result<Source, String> {
+    match (&args.config, &args.control_plane) {
+        (Some(path), _) => Ok(Source::File(path.clone())),
+        (None, Some(cp)) => generated_bootstrap(args, cp).map(Source::Generated),
+        (None, None) => Err("give a bootstrap (-c FILE) or --control-plane HOST:PORT".to_owned()),
+    }
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
     crate::init_logging(&args.log_level);
+    let source = match source(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if args.validate {
-        return match load(&args.config) {
+        return match load(&source) {
             Ok(_) => {
-                println!("configuration '{}' OK", args.config.display());
+                println!("configuration '{}' OK", source.describe());
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -86,7 +267,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
+    match runtime.block_on(serve(args, source)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -95,15 +276,18 @@ pub(crate) fn run(args: Args) -> ExitCode {
     }
 }
 
-async fn serve(args: Args) -> Result<(), String> {
-    let loaded = load(&args.config)?;
+async fn serve(args: Args, source: Source) -> Result<(), String> {
+    let loaded = load(&source)?;
     let proxy = Proxy::new();
     let admin_addr = loaded.config.admin.as_ref().map(|a| a.address);
     let node = (
         loaded.config.node.id.clone(),
         loaded.config.node.cluster.clone(),
     );
-    let bootstrap = Arc::new(arc_swap::ArcSwap::from_pointee(loaded.bootstrap));
+    let dynamic = weft_proxy_config::xds::ads_config(&loaded.bootstrap)
+        .map_err(|e| e.to_string())?
+        .is_some();
+    let bootstrap = Arc::new(arc_swap::ArcSwap::from_pointee(loaded.bootstrap.clone()));
     let (quit_tx, mut quit_rx) = watch::channel(false);
     let drain_time = Duration::from_secs(args.drain_time_s);
     let admin = Arc::new(AdminContext {
@@ -125,37 +309,44 @@ async fn serve(args: Args) -> Result<(), String> {
             .map_err(|e| format!("admin {addr}: {e}"))?;
         tracing::info!(%bound, "admin listening");
     }
-    proxy
-        .apply(loaded.config)
-        .await
-        .map_err(|e| e.to_string())?;
-    admin.state.store(server_state::LIVE, Ordering::Relaxed);
-    for (name, addr) in proxy.listeners() {
-        tracing::info!(listener = %name, %addr, "listening");
-    }
-
-    // Reload on change: watch the directory (editors and Kubernetes replace files).
+    let (stop_xds, stop_xds_rx) = watch::channel(false);
+    let mut watcher = None;
     let (tx, mut changes) = mpsc::channel::<()>(16);
-    let watched = args.config.clone();
-    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if let Ok(ev) = ev {
-            let relevant = ev.paths.iter().any(|p| {
-                p.file_name() == watched.file_name() || p.to_string_lossy().contains("..data")
-            });
-            if relevant {
-                let _ = tx.try_send(());
+    if dynamic {
+        let mut client =
+            weft_proxy_xds::AdsClient::new(proxy.clone(), loaded.bootstrap, loaded.base)
+                .map_err(|e| e.to_string())?;
+        client.apply_static().await?;
+        // Ready once the control plane's first configuration is applied (or its initial
+        // fetch timed out), as Envoy's /ready.
+        let mut initialized = client.initialized();
+        let ready = admin.clone();
+        tokio::spawn(async move {
+            if initialized.wait_for(|done| *done).await.is_ok() {
+                let _ = ready.state.compare_exchange(
+                    server_state::PRE_INITIALIZING,
+                    server_state::LIVE,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                tracing::info!("initial configuration from the control plane applied");
             }
+        });
+        tokio::spawn(client.run(stop_xds_rx));
+    } else {
+        proxy
+            .apply(loaded.config)
+            .await
+            .map_err(|e| e.to_string())?;
+        admin.state.store(server_state::LIVE, Ordering::Relaxed);
+        for (name, addr) in proxy.listeners() {
+            tracing::info!(listener = %name, %addr, "listening");
         }
-    })
-    .map_err(|e| format!("cannot watch {}: {e}", args.config.display()))?;
-    let dir = args
-        .config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    watcher
-        .watch(dir, RecursiveMode::NonRecursive)
-        .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+        // Reload on change: watch the directory (editors and Kubernetes replace files).
+        if let Source::File(path) = &source {
+            watcher = Some(watch_file(path, tx)?);
+        }
+    }
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
@@ -165,11 +356,11 @@ async fn serve(args: Args) -> Result<(), String> {
                 // Let a burst of writes settle.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 while changes.try_recv().is_ok() {}
-                match load(&args.config) {
+                match load(&source) {
                     Ok(next) => match proxy.apply(next.config).await {
                         Ok(()) => {
                             bootstrap.store(Arc::new(next.bootstrap));
-                            tracing::info!(file = %args.config.display(), "configuration reloaded");
+                            tracing::info!(file = %source.describe(), "configuration reloaded");
                         }
                         Err(e) => tracing::error!(error = %e, "new configuration not applied; keeping the running one"),
                     },
@@ -183,11 +374,36 @@ async fn serve(args: Args) -> Result<(), String> {
             }
         }
     }
+    let _ = stop_xds.send(true);
     admin.state.store(server_state::DRAINING, Ordering::Relaxed);
     tracing::info!(seconds = drain_time.as_secs(), "draining");
     proxy.drain(drain_time).await;
     drop(watcher);
     Ok(())
+}
+
+/// Watches the bootstrap's directory and signals `tx` when the file changes.
+fn watch_file(path: &Path, tx: mpsc::Sender<()>) -> Result<notify::RecommendedWatcher, String> {
+    let watched = path.to_owned();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            let relevant = ev.paths.iter().any(|p| {
+                p.file_name() == watched.file_name() || p.to_string_lossy().contains("..data")
+            });
+            if relevant {
+                let _ = tx.try_send(());
+            }
+        }
+    })
+    .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    watcher
+        .watch(dir, RecursiveMode::NonRecursive)
+        .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+    Ok(watcher)
 }
 
 /// The current UTC time as RFC 3339, for `last_updated` in config dumps.

@@ -30,6 +30,7 @@ mod tls;
 #[cfg(test)]
 mod tests;
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Duration as PbDuration;
 use prost::{Message, Name};
@@ -90,6 +92,26 @@ pub fn convert_bootstrap(
     bootstrap: &Bootstrap,
     base_dir: &Path,
 ) -> Result<ProxyConfig, ConfigError> {
+    convert_with(bootstrap, base_dir, &Dynamic::default())
+}
+
+/// What the xDS client adds to a conversion: the route configurations RDS delivered, and
+/// whether EDS clusters carry the endpoints EDS delivered in their `load_assignment`.
+#[derive(Default)]
+pub(crate) struct Dynamic<'a> {
+    /// RDS resources by name; `None` converts RDS references into empty route tables.
+    pub(crate) routes: Option<&'a HashMap<String, RouteConfiguration>>,
+    /// EDS clusters' `load_assignment` holds the ClusterLoadAssignment from the control plane.
+    pub(crate) eds_assignments: bool,
+    /// Set to the name of the RDS route configuration whose conversion failed.
+    pub(crate) rds_failure: Option<&'a Cell<Option<String>>>,
+}
+
+pub(crate) fn convert_with(
+    bootstrap: &Bootstrap,
+    base_dir: &Path,
+    dynamic_parts: &Dynamic<'_>,
+) -> Result<ProxyConfig, ConfigError> {
     let desc = descriptors::message(&Bootstrap::full_name())?;
     let dynamic =
         DynamicMessage::decode(desc, bootstrap.encode_to_vec().as_slice()).map_err(|e| {
@@ -112,6 +134,7 @@ pub fn convert_bootstrap(
         "listener",
     )?;
     support::check(&dynamic, "", "bootstrap")?;
+    let ads = crate::xds::ads_config(bootstrap)?.is_some();
 
     let mut secrets = HashMap::new();
     for (i, secret) in statics.secrets.iter().enumerate() {
@@ -123,11 +146,15 @@ pub fn convert_bootstrap(
             ));
         }
     }
+    let no_rds_failure = Cell::new(None);
     let mut ctx = Ctx {
         base_dir,
         secrets,
         cluster_names: HashSet::new(),
-        has_control_plane: bootstrap.dynamic_resources.is_some(),
+        ads,
+        routes: dynamic_parts.routes,
+        eds_assignments: dynamic_parts.eds_assignments,
+        rds_failure: dynamic_parts.rds_failure.unwrap_or(&no_rds_failure),
     };
 
     let mut clusters = Vec::with_capacity(statics.clusters.len());
@@ -170,6 +197,8 @@ pub fn convert_bootstrap(
             id: n.id.clone(),
             cluster: n.cluster.clone(),
             locality: locality(n.locality.as_ref()),
+            metadata: n.metadata.as_ref().map(struct_to_json).unwrap_or_default(),
+            user_agent_name: crate::model::USER_AGENT_NAME.to_owned(),
         })
         .unwrap_or_default();
     Ok(ProxyConfig {
@@ -206,8 +235,39 @@ pub(crate) struct Ctx<'a> {
     pub(crate) secrets: HashMap<String, (usize, &'a Secret)>,
     /// Names of the static clusters (for `validate_clusters`).
     pub(crate) cluster_names: HashSet<String>,
-    /// The bootstrap has `dynamic_resources`.
-    pub(crate) has_control_plane: bool,
+    /// The bootstrap configures ADS (`dynamic_resources.ads_config`): EDS clusters and RDS
+    /// route configurations are allowed.
+    pub(crate) ads: bool,
+    /// Route configurations delivered by RDS, when converting for the xDS client.
+    pub(crate) routes: Option<&'a HashMap<String, RouteConfiguration>>,
+    /// EDS clusters' `load_assignment` came from EDS (the xDS client put it there).
+    pub(crate) eds_assignments: bool,
+    /// The name of the RDS route configuration whose conversion failed, so the xDS client can
+    /// reject that resource rather than the listener naming it.
+    pub(crate) rds_failure: &'a Cell<Option<String>>,
+}
+
+/// A protobuf `Struct` as a JSON object.
+pub(crate) fn struct_to_json(
+    s: &envoy_types::pb::google::protobuf::Struct,
+) -> serde_json::Map<String, serde_json::Value> {
+    s.fields
+        .iter()
+        .map(|(k, v)| (k.clone(), value_to_json(v)))
+        .collect()
+}
+
+fn value_to_json(v: &envoy_types::pb::google::protobuf::Value) -> serde_json::Value {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    use serde_json::Value as J;
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => J::Null,
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n).map_or(J::Null, J::Number),
+        Some(Kind::StringValue(s)) => J::String(s.clone()),
+        Some(Kind::BoolValue(b)) => J::Bool(*b),
+        Some(Kind::StructValue(s)) => J::Object(struct_to_json(s)),
+        Some(Kind::ListValue(l)) => J::Array(l.values.iter().map(value_to_json).collect()),
+    }
 }
 
 pub(crate) fn unsupported(path: impl Into<String>, message: impl Into<String>) -> ConfigError {

@@ -8,6 +8,8 @@
 //! - [`model`]: weft's own typed proxy configuration, what the data plane runs.
 //! - [`convert_bootstrap`], [`load_bootstrap`]: a `Bootstrap` into that model, with Envoy's
 //!   defaults applied, Envoy's load-time checks made, and every unsupported field rejected.
+//! - [`xds`]: resources from a control plane (ADS), checked the same way and converted with
+//!   the bootstrap's static resources, errors naming the one resource at fault.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,7 @@ pub mod fuzzing;
 pub mod model;
 mod parse;
 pub mod pgv;
+pub mod xds;
 
 pub use any::unpack;
 pub use convert::{convert_bootstrap, load_bootstrap};
@@ -27,3 +30,4 @@ pub use descriptors::{message, pool};
 pub use dump::config_dump;
 pub use error::{ConfigError, ErrorKind};
 pub use parse::parse_bootstrap;
+pub use xds::{XdsError, XdsResources, convert_xds};

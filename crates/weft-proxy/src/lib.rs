@@ -14,7 +14,7 @@ pub mod tls;
 mod tls_glue;
 pub mod upstream;
 
-pub use proxy::{ApplyError, Proxy};
+pub use proxy::{ApplyError, Proxy, StatSource};
 
 /// The body type on both sides of the proxy: streaming, boxed once per message.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;

@@ -56,7 +56,12 @@ pub struct Proxy {
     listeners: Mutex<HashMap<String, ActiveListener>>,
     http_stats: Mutex<HashMap<String, Arc<HttpStats>>>,
     config: ArcSwap<Option<Arc<ProxyConfig>>>,
+    stat_sources: Mutex<Vec<StatSource>>,
 }
+
+/// Stats kept outside the data plane (the xDS client's), read at scrape time: full Envoy name,
+/// value, and whether it is a counter (else a gauge).
+pub type StatSource = Arc<dyn Fn() -> Vec<(String, i64, bool)> + Send + Sync>;
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,7 +77,19 @@ impl Proxy {
             listeners: Mutex::new(HashMap::new()),
             http_stats: Mutex::new(HashMap::new()),
             config: ArcSwap::from_pointee(None),
+            stat_sources: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Adds stats that `/stats` and `/stats/prometheus` report along with the proxy's own.
+    pub fn add_stat_source(&self, source: StatSource) {
+        self.stat_sources.lock().push(source);
+    }
+
+    /// The stats of every source added with [`Proxy::add_stat_source`].
+    pub fn external_stats(&self) -> Vec<(String, i64, bool)> {
+        let sources = self.stat_sources.lock().clone();
+        sources.iter().flat_map(|s| s()).collect()
     }
 
     /// Shared state (clusters), for the admin server.
@@ -180,6 +197,12 @@ impl Proxy {
         for (l, runtime) in new_listeners {
             let runtime = Arc::new(runtime);
             if let Some(existing) = active.get(&l.name).filter(|a| a.address == l.address) {
+                // The very same listener configuration (callers such as the xDS client pass
+                // the previous `Arc` for a listener that did not change): its connections are
+                // left alone rather than drained.
+                if Arc::ptr_eq(&existing.current.load().config, &l) {
+                    continue;
+                }
                 let old = existing.current.swap(runtime);
                 let _ = old.drain.send(true);
                 continue;

@@ -67,6 +67,9 @@ pub fn collect(proxy: &Proxy) -> Vec<Stat> {
     for (name, v) in crate::http::filters::gauges() {
         out.push(named_stat(&name, v, false));
     }
+    for (name, v, counter) in proxy.external_stats() {
+        out.push(named_stat(&name, v, counter));
+    }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }

@@ -242,6 +242,45 @@ async fn a_new_configuration_applies_without_dropping_the_listener() {
 }
 
 #[tokio::test]
+async fn the_same_listener_arc_keeps_its_connections_a_new_one_drains_them() {
+    let up = HttpServer::start("up").await;
+    let listener = http_listener(
+        "ingress",
+        hcm(routes(vec![prefix_to("/", RouteAction::cluster("a"))])),
+    );
+    let (proxy, addr) = start(config(
+        vec![listener.clone()],
+        vec![cluster("a", &[up.addr()])],
+    ))
+    .await;
+    let mut conn =
+        weft_test_support::HttpConnection::connect(addr, weft_test_support::HttpVersion::Http1)
+            .await
+            .unwrap();
+    assert_eq!(conn.get("x", "/", &[]).await.unwrap().status, 200);
+    // Only the clusters change (an endpoint update): the listener is the same Arc.
+    proxy
+        .apply(config(
+            vec![listener.clone()],
+            vec![cluster("a", &[up.addr()]), cluster("b", &[up.addr()])],
+        ))
+        .await
+        .unwrap();
+    assert!(!conn.wait_closed(Duration::from_millis(300)).await);
+    assert_eq!(conn.get("x", "/", &[]).await.unwrap().status, 200);
+    // An equal but new listener configuration replaces the runtime and drains old connections.
+    let again = http_listener(
+        "ingress",
+        hcm(routes(vec![prefix_to("/", RouteAction::cluster("a"))])),
+    );
+    proxy
+        .apply(config(vec![again], vec![cluster("a", &[up.addr()])]))
+        .await
+        .unwrap();
+    assert!(conn.wait_closed(Duration::from_secs(10)).await);
+}
+
+#[tokio::test]
 async fn http2_upstreams_get_authority_and_no_host_header() {
     let upstream = HttpServer::builder().name("h2-up").http2().start().await;
     let mut c = cluster("backend", &[upstream.addr()]);

@@ -14,6 +14,8 @@
 //!   clients, and [`load()`], a bounded load loop.
 //! - [`TestPki`]: a CA with server and SPIFFE client certificates, as PEM files and rustls
 //!   configurations.
+//! - [`mock_ads`]: a scripted ADS (xDS) server that records every request, and builders for
+//!   the resources xDS tests send.
 //! - [`process`]: child processes whose logs are shown when a test fails, and Envoy/weft binary
 //!   lookup (and the Python interpreter with `grpcio` for stock gRPC xDS clients).
 //!
@@ -31,6 +33,7 @@ mod grpc;
 mod http_server;
 mod io;
 mod load;
+pub mod mock_ads;
 pub mod pki;
 pub mod process;
 mod sha1;
@@ -47,6 +50,7 @@ pub use http_server::{
     HttpServer, HttpServerBuilder, HttpServerHandle, Protocol, RecordedRequest, TlsInfo,
 };
 pub use load::{LoadConfig, LoadReport, load, load_with};
+pub use mock_ads::MockAds;
 pub use pki::{TestCert, TestPki, dangerous_client_config_no_verify};
 pub use process::{
     ChildProcess, envoy_binary, python_grpc, require_envoy, require_python_grpc, wait_for_http_ok,

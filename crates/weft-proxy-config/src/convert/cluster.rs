@@ -54,13 +54,23 @@ pub(crate) fn convert(c: &pb::Cluster, path: &str, ctx: &Ctx<'_>) -> Result<Clus
             Ok(Dt::StrictDns) => Discovery::StrictDns,
             Ok(Dt::LogicalDns) => Discovery::LogicalDns,
             Ok(Dt::OriginalDst) => Discovery::OriginalDst,
-            Ok(Dt::Eds) if ctx.has_control_plane => Discovery::Eds,
+            Ok(Dt::Eds) if ctx.ads => {
+                let eds_path = at(path, "eds_cluster_config");
+                crate::xds::require_ads(
+                    c.eds_cluster_config
+                        .as_ref()
+                        .and_then(|e| e.eds_config.as_ref()),
+                    &at(&eds_path, "eds_config"),
+                    resource,
+                )?;
+                Discovery::Eds
+            }
             Ok(Dt::Eds) => {
                 return Err(unsupported(
                     at(path, "type"),
                     format!(
-                        "unsupported: {resource} type EDS without dynamic_resources (EDS \
-                         endpoints arrive from a control plane)"
+                        "unsupported: {resource} type EDS without dynamic_resources.ads_config \
+                         (EDS endpoints arrive from a control plane over ADS)"
                     ),
                 ));
             }
@@ -74,7 +84,7 @@ pub(crate) fn convert(c: &pb::Cluster, path: &str, ctx: &Ctx<'_>) -> Result<Clus
         }
     };
     let (lb, original_dst_use_http_header) = lb_config(c, path, resource, discovery)?;
-    let localities = localities(c, path, resource, discovery)?;
+    let localities = localities(c, path, resource, discovery, ctx.eds_assignments)?;
     let (protocol, http_options) = protocol(c, path, resource)?;
     let common_path = http_options.1;
     let http_options = http_options.0;
@@ -324,6 +334,7 @@ fn localities(
     path: &str,
     resource: &str,
     discovery: Discovery,
+    eds_assignments: bool,
 ) -> Result<Vec<LocalityEndpoints>, ConfigError> {
     let Some(la) = &c.load_assignment else {
         return Ok(Vec::new());
@@ -331,6 +342,8 @@ fn localities(
     let la_path = at(path, "load_assignment");
     let endpoint_count: usize = la.endpoints.iter().map(|l| l.lb_endpoints.len()).sum();
     match discovery {
+        // The xDS client puts the endpoints EDS delivered into `load_assignment`.
+        Discovery::Eds if eds_assignments => {}
         Discovery::OriginalDst | Discovery::Eds if endpoint_count > 0 => {
             return Err(unsupported(
                 at(&la_path, "endpoints"),

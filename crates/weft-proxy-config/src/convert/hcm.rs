@@ -83,7 +83,40 @@ pub(crate) fn convert(
         Some(RouteSpecifier::RouteConfig(rc)) => {
             route::convert(rc, &at(path, "route_config"), &names, ctx)?
         }
-        // The support check rejects rds and scoped_routes before we get here.
+        Some(RouteSpecifier::Rds(rds)) => {
+            let rds_path = at(path, "rds");
+            if !ctx.ads {
+                return Err(unsupported(
+                    &rds_path,
+                    format!(
+                        "unsupported: {resource} rds without dynamic_resources.ads_config \
+                         (route configurations arrive from a control plane over ADS)"
+                    ),
+                ));
+            }
+            crate::xds::require_ads(
+                rds.config_source.as_ref(),
+                &at(&rds_path, "config_source"),
+                resource,
+            )?;
+            let name = &rds.route_config_name;
+            // Envoy serves an empty route table (every request 404 NR) until RDS delivers the
+            // configuration; the xDS client only applies a listener once its routes arrived or
+            // their initial fetch timed out.
+            let empty = route_pb::RouteConfiguration {
+                name: name.clone(),
+                ..Default::default()
+            };
+            let rc = ctx.routes.and_then(|r| r.get(name)).unwrap_or(&empty);
+            // For RDS, unlike inline route configurations, validate_clusters defaults to false.
+            let mut rc = rc.clone();
+            rc.validate_clusters
+                .get_or_insert(envoy_types::pb::google::protobuf::BoolValue { value: false });
+            route::convert(&rc, "", &names, ctx).inspect_err(|_| {
+                ctx.rds_failure.set(Some(name.clone()));
+            })?
+        }
+        // The support check rejects scoped_routes before we get here.
         _ => {
             return Err(unsupported(
                 path,

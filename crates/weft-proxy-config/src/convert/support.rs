@@ -50,12 +50,8 @@ pub(crate) static RULES: &[Rules] = &[
     // ---- bootstrap --------------------------------------------------------------------------
     rules(
         "envoy.config.bootstrap.v3.Bootstrap",
-        &["node", "static_resources", "admin"],
+        &["node", "static_resources", "admin", "dynamic_resources"],
         &[
-            (
-                "dynamic_resources",
-                "read by the xDS client; its presence allows EDS clusters",
-            ),
             (
                 "stats_flush_interval",
                 "paces stats sinks, which are unsupported",
@@ -74,6 +70,39 @@ pub(crate) static RULES: &[Rules] = &[
         &["listeners", "clusters", "secrets"],
         &[],
     ),
+    rules(
+        "envoy.config.bootstrap.v3.Bootstrap.DynamicResources",
+        &["ads_config", "cds_config", "lds_config"],
+        &[],
+    ),
+    rules(
+        "envoy.config.core.v3.ApiConfigSource",
+        &["api_type", "transport_api_version", "grpc_services"],
+        &[(
+            "set_node_on_first_message_only",
+            "weft sends the node on the first request of every stream and never after, which \
+             is what this asks for and what every control plane accepts",
+        )],
+    ),
+    rules(
+        "envoy.config.core.v3.GrpcService",
+        &["envoy_grpc"],
+        &[(
+            "timeout",
+            "bounds unary calls; the ADS stream is long-lived and reconnects on its own",
+        )],
+    ),
+    rules(
+        "envoy.config.core.v3.GrpcService.EnvoyGrpc",
+        &["cluster_name"],
+        &[],
+    ),
+    rules(
+        "envoy.config.core.v3.ConfigSource",
+        &["ads", "resource_api_version", "initial_fetch_timeout"],
+        &[],
+    ),
+    rules("envoy.config.core.v3.AggregatedConfigSource", &[], &[]),
     rules(
         "envoy.config.bootstrap.v3.Admin",
         &["address"],
@@ -95,12 +124,20 @@ pub(crate) static RULES: &[Rules] = &[
     ),
     rules(
         "envoy.config.core.v3.Node",
-        &["id", "cluster", "locality"],
+        &["id", "cluster", "locality", "metadata"],
         &[
-            ("metadata", XDS_CLIENT),
-            ("user_agent_name", XDS_CLIENT),
-            ("user_agent_version", XDS_CLIENT),
-            ("user_agent_build_version", XDS_CLIENT),
+            (
+                "user_agent_name",
+                "weft reports itself as `weft`, as Envoy always reports `envoy`",
+            ),
+            (
+                "user_agent_version",
+                "weft reports its own version, as Envoy does",
+            ),
+            (
+                "user_agent_build_version",
+                "weft reports its own version, as Envoy does",
+            ),
             ("extensions", XDS_CLIENT),
             ("client_features", XDS_CLIENT),
             ("listening_addresses", XDS_CLIENT),
@@ -203,6 +240,7 @@ pub(crate) static RULES: &[Rules] = &[
             "codec_type",
             "stat_prefix",
             "route_config",
+            "rds",
             "http_filters",
             "http_protocol_options",
             "http2_protocol_options",
@@ -228,6 +266,11 @@ pub(crate) static RULES: &[Rules] = &[
             "strip_any_host_port",
             "path_with_escaped_slashes_action",
         ],
+        &[],
+    ),
+    rules(
+        "envoy.extensions.filters.network.http_connection_manager.v3.Rds",
+        &["config_source", "route_config_name"],
         &[],
     ),
     rules(
@@ -716,11 +759,8 @@ pub(crate) static RULES: &[Rules] = &[
     ),
     rules(
         "envoy.config.cluster.v3.Cluster.EdsClusterConfig",
+        &["eds_config", "service_name"],
         &[],
-        &[(
-            "eds_config",
-            "read by the xDS client (the bootstrap must have dynamic_resources)",
-        )],
     ),
     rules(
         "envoy.config.cluster.v3.Cluster.CommonLbConfig",
@@ -792,11 +832,8 @@ pub(crate) static RULES: &[Rules] = &[
     ),
     rules(
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
-        &["endpoints", "policy"],
-        &[(
-            "cluster_name",
-            "names the cluster in EDS responses; an inline assignment belongs to its cluster",
-        )],
+        &["cluster_name", "endpoints", "policy"],
+        &[],
     ),
     rules(
         "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
@@ -1043,6 +1080,8 @@ const VALUE_TYPES: &[&str] = &[
     "google.protobuf.StringValue",
     "google.protobuf.BytesValue",
     "google.protobuf.Empty",
+    // Node metadata: opaque to the proxy, passed to the control plane as written.
+    "google.protobuf.Struct",
 ];
 
 fn rules_for(key: &str) -> Option<&'static Rules> {

@@ -1048,11 +1048,18 @@ fn eds_needs_a_control_plane() {
         ErrorKind::Unsupported,
         "type EDS without dynamic_resources",
     );
+    let xds = "- name: xds\n  load_assignment: {cluster_name: xds, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 15010}}}}]}]}";
     let with_cp = format!(
         "dynamic_resources: {{ads_config: {{api_type: GRPC, grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]}}}}\n{}",
-        clusters(eds)
+        clusters(&format!("{eds}\n{xds}"))
     );
     assert_eq!(ok(&with_cp).clusters[0].discovery, Discovery::Eds);
+    // The config source must be ADS.
+    let no_source = format!(
+        "dynamic_resources: {{ads_config: {{api_type: GRPC, grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]}}}}\n{}",
+        clusters(&format!("- name: c\n  type: EDS\n{xds}"))
+    );
+    err(&no_source, ErrorKind::Constraint, "needs a config source");
 }
 
 // ---- unsupported ----------------------------------------------------------------------------

@@ -45,7 +45,16 @@ pub struct Node {
     pub cluster: String,
     /// `node.locality`.
     pub locality: Locality,
+    /// `node.metadata`, as JSON: what the control plane reads to know the workload (Istio's
+    /// `NAMESPACE`, `LABELS`, `INSTANCE_IPS`...).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The name the proxy reports to the control plane: always [`USER_AGENT_NAME`], as Envoy
+    /// always reports `envoy` whatever the bootstrap says.
+    pub user_agent_name: String,
 }
+
+/// What weft reports as `node.user_agent_name`.
+pub const USER_AGENT_NAME: &str = "weft";
 
 /// The admin interface (`/ready`, `/stats/prometheus`, `/config_dump`...).
 #[derive(Debug, Clone, PartialEq)]

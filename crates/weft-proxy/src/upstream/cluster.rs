@@ -265,7 +265,8 @@ pub struct ClusterRuntime {
 }
 
 impl ClusterRuntime {
-    /// Builds a cluster from its config. DNS clusters start empty and fill in when
+    /// Builds a cluster from its config. Static and EDS clusters get their endpoints from it;
+    /// DNS clusters start empty and fill in when
     /// [`ClusterRuntime::set_resolved`] is called.
     pub fn new(config: Arc<Cluster>, tls: Option<Arc<crate::tls::ClientTlsHandle>>) -> Arc<Self> {
         let shared = Arc::new(ClusterShared {
@@ -286,7 +287,12 @@ impl ClusterRuntime {
             original_dst: Mutex::new(HashMap::new()),
             tls_watcher: Mutex::new(None),
         });
-        if rt.shared.config.discovery == Discovery::Static {
+        // EDS endpoints arrive in the configuration (the xDS client puts each assignment into
+        // its cluster), as IP addresses like a static cluster's.
+        if matches!(
+            rt.shared.config.discovery,
+            Discovery::Static | Discovery::Eds
+        ) {
             let static_hosts = rt.static_hosts();
             rt.replace_hosts(static_hosts);
         }

@@ -1,0 +1,335 @@
+//! `weft proxy` configured by a control plane: the real binary against a scripted ADS server
+//! on loopback, routing real HTTP to test upstreams.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use weft_test_support::mock_ads::resources::{
+    ads_bootstrap, any, assignment, eds_cluster, http_listener, route,
+};
+use weft_test_support::mock_ads::{CDS, EDS, LDS, RDS};
+use weft_test_support::{ChildProcess, HttpServer, MockAds, TempDir, free_addr, http1_get};
+
+const WAIT: Duration = Duration::from_secs(20);
+const CLUSTER: &str = "outbound|80||a.default.svc.cluster.local";
+
+fn weft() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weft"))
+}
+
+struct Setup {
+    mock: MockAds,
+    proxy: ChildProcess,
+    admin: SocketAddr,
+    listen: SocketAddr,
+    _dir: TempDir,
+}
+
+/// A proxy whose bootstrap points at a fresh mock ADS server.
+async fn setup() -> Setup {
+    let mock = MockAds::start().await;
+    let admin = free_addr();
+    let listen = free_addr();
+    let dir = TempDir::new("weft-xds");
+    let file = dir.write(
+        "bootstrap.yaml",
+        ads_bootstrap(
+            mock.addr(),
+            admin,
+            "sidecar~127.0.0.1~a.default~default.svc.cluster.local",
+        ),
+    );
+    let mut cmd = Command::new(weft());
+    cmd.args([
+        "proxy",
+        "--concurrency",
+        "2",
+        "-l",
+        "info",
+        "--drain-time-s",
+        "1",
+        "-c",
+    ])
+    .arg(&file);
+    let mut proxy = ChildProcess::spawn(cmd);
+    proxy.wait_for_port(admin, WAIT).await;
+    Setup {
+        mock,
+        proxy,
+        admin,
+        listen,
+        _dir: dir,
+    }
+}
+
+/// Sends CDS, EDS, LDS and RDS (version `1` each) for one listener routing to one upstream,
+/// and waits until the proxy serves through it.
+async fn configure(s: &Setup, upstream: SocketAddr) {
+    let n = s
+        .mock
+        .respond(CDS, "c1", vec![any(&eds_cluster(CLUSTER, "a"))]);
+    s.mock.wait_for_reply(CDS, &n).await;
+    let n = s
+        .mock
+        .respond(EDS, "e1", vec![any(&assignment("a", &[upstream]))]);
+    s.mock.wait_for_reply(EDS, &n).await;
+    let n = s
+        .mock
+        .respond(LDS, "l1", vec![any(&http_listener("in", s.listen, "80"))]);
+    s.mock.wait_for_reply(LDS, &n).await;
+    let n = s.mock.respond(RDS, "r1", vec![any(&route("80", CLUSTER))]);
+    s.mock.wait_for_reply(RDS, &n).await;
+    wait_served_by(s.listen, None).await;
+}
+
+/// Polls until a request through `listen` answers 200 (from `name`, when given).
+async fn wait_served_by(listen: SocketAddr, name: Option<&str>) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let last = http1_get(listen, "a.default", "/", &[]).await;
+        match &last {
+            Ok(r) if r.status == 200 && name.is_none_or(|n| r.served_by() == Some(n)) => return,
+            _ if tokio::time::Instant::now() > deadline => {
+                panic!(
+                    "not served by {name:?} through {listen}: {:?}",
+                    last.map(|r| (r.status, r.served_by().map(str::to_owned)))
+                )
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    let r = http1_get(admin, "admin", path, &[]).await.unwrap();
+    (r.status.as_u16(), r.text())
+}
+
+#[tokio::test]
+async fn the_control_plane_configures_routing_with_warming_acks_and_nacks() {
+    let u1 = HttpServer::start("u1").await;
+    let u2 = HttpServer::start("u2").await;
+    let mut s = setup().await;
+
+    // The first request carries the node; CDS and LDS are wildcard subscriptions.
+    let (cds_at, first_cds) = s.mock.wait_for(WAIT, "CDS", |r| r.type_url == CDS).await;
+    let node = first_cds.node.as_ref().expect("node on the first request");
+    assert_eq!(
+        node.id,
+        "sidecar~127.0.0.1~a.default~default.svc.cluster.local"
+    );
+    assert_eq!(node.user_agent_name, "weft");
+    assert!(first_cds.resource_names.is_empty());
+    s.mock.wait_for(WAIT, "LDS", |r| r.type_url == LDS).await;
+    assert_eq!(
+        admin_get(s.admin, "/ready").await.0,
+        503,
+        "not ready before configuration"
+    );
+
+    // CDS → EDS subscription (warming), then the ACK with version and nonce.
+    let n1 = s
+        .mock
+        .respond(CDS, "c1", vec![any(&eds_cluster(CLUSTER, "a"))]);
+    let (eds_at, eds) = s.mock.wait_for(WAIT, "EDS", |r| r.type_url == EDS).await;
+    assert!(eds_at > cds_at, "EDS is requested after CDS");
+    assert_eq!(eds.resource_names, ["a"]);
+    let ack = s.mock.wait_for_reply(CDS, &n1).await;
+    assert_eq!(ack.version_info, "c1");
+    assert!(ack.error_detail.is_none());
+
+    // LDS → RDS subscription; the listener waits for its routes.
+    let n2 = s
+        .mock
+        .respond(LDS, "l1", vec![any(&http_listener("in", s.listen, "80"))]);
+    let (rds_at, rds) = s.mock.wait_for(WAIT, "RDS", |r| r.type_url == RDS).await;
+    let (lds_ack_at, lds_ack) = s
+        .mock
+        .wait_for(WAIT, "LDS ACK", |r| {
+            r.type_url == LDS && r.response_nonce == n2
+        })
+        .await;
+    assert!(
+        rds_at < lds_ack_at,
+        "RDS is requested before LDS is ACKed, as Envoy does"
+    );
+    assert_eq!(rds.resource_names, ["80"]);
+    assert_eq!(lds_ack.version_info, "l1");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tokio::net::TcpStream::connect(s.listen).await.is_err(),
+        "a warming listener is not bound"
+    );
+
+    let n3 = s
+        .mock
+        .respond(EDS, "e1", vec![any(&assignment("a", &[u1.addr()]))]);
+    assert_eq!(s.mock.wait_for_reply(EDS, &n3).await.version_info, "e1");
+    let n4 = s.mock.respond(RDS, "r1", vec![any(&route("80", CLUSTER))]);
+    assert_eq!(s.mock.wait_for_reply(RDS, &n4).await.version_info, "r1");
+    s.proxy.wait_for_port(s.listen, WAIT).await;
+    wait_served_by(s.listen, Some("u1")).await;
+    assert_eq!(admin_get(s.admin, "/ready").await.0, 200);
+
+    // An endpoint update moves traffic to u2.
+    let n5 = s
+        .mock
+        .respond(EDS, "e2", vec![any(&assignment("a", &[u2.addr()]))]);
+    s.mock.wait_for_reply(EDS, &n5).await;
+    wait_served_by(s.listen, Some("u2")).await;
+
+    // An invalid listener is NACKed, naming it; the running configuration keeps serving.
+    let mut bad = http_listener("bad", free_addr(), "80");
+    bad.tcp_fast_open_queue_length =
+        Some(envoy_types::pb::google::protobuf::UInt32Value { value: 1 });
+    let n6 = s.mock.respond(
+        LDS,
+        "l2",
+        vec![any(&http_listener("in", s.listen, "80")), any(&bad)],
+    );
+    let nack = s.mock.wait_for_reply(LDS, &n6).await;
+    assert_eq!(
+        nack.version_info, "l1",
+        "a NACK carries the last accepted version"
+    );
+    let detail = nack.error_detail.expect("error_detail");
+    assert!(
+        detail.message.contains("listener \"bad\"") && detail.message.contains("tcp_fast_open"),
+        "{}",
+        detail.message
+    );
+    wait_served_by(s.listen, Some("u2")).await;
+    let (_, stats) = admin_get(s.admin, "/stats").await;
+    assert!(
+        stats.contains("listener_manager.lds.update_rejected: 1"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("control_plane.connected_state: 1"),
+        "{stats}"
+    );
+
+    // A listener set without `in` closes it.
+    let n7 = s.mock.respond(LDS, "l3", vec![]);
+    assert_eq!(s.mock.wait_for_reply(LDS, &n7).await.version_info, "l3");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(s.listen).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "listener still open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(s.proxy.try_wait().is_none(), "{}", s.proxy.tail(30));
+}
+
+#[tokio::test]
+async fn losing_the_control_plane_keeps_serving_and_reconnects_with_the_last_versions() {
+    let u1 = HttpServer::start("u1").await;
+    let mut s = setup().await;
+    configure(&s, u1.addr()).await;
+    let ads_addr = s.mock.addr();
+
+    // The control plane goes away: traffic still flows.
+    let old = std::mem::replace(&mut s.mock, MockAds::start().await);
+    old.stop().await;
+    for _ in 0..5 {
+        wait_served_by(s.listen, Some("u1")).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while admin_get(s.admin, "/stats")
+        .await
+        .1
+        .contains("control_plane.connected_state: 1")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "still connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // It comes back where it was: the proxy resubscribes with what it accepted last.
+    s.mock = MockAds::start_on(ads_addr).await;
+    let (_, cds) = s
+        .mock
+        .wait_for(Duration::from_secs(60), "CDS", |r| r.type_url == CDS)
+        .await;
+    assert!(cds.node.is_some(), "a new stream starts with the node");
+    assert_eq!(cds.version_info, "c1");
+    assert!(cds.response_nonce.is_empty());
+    let (_, eds) = s.mock.wait_for(WAIT, "EDS", |r| r.type_url == EDS).await;
+    assert_eq!(
+        (eds.version_info.as_str(), eds.resource_names.clone()),
+        ("e1", vec!["a".to_owned()])
+    );
+    let (_, lds) = s.mock.wait_for(WAIT, "LDS", |r| r.type_url == LDS).await;
+    assert_eq!(lds.version_info, "l1");
+    let (_, rds) = s.mock.wait_for(WAIT, "RDS", |r| r.type_url == RDS).await;
+    assert_eq!(
+        (rds.version_info.as_str(), rds.resource_names.clone()),
+        ("r1", vec!["80".to_owned()])
+    );
+    wait_served_by(s.listen, Some("u1")).await;
+
+    // And takes new configuration from it.
+    let u2 = HttpServer::start("u2").await;
+    let n = s
+        .mock
+        .respond(EDS, "e2", vec![any(&assignment("a", &[u2.addr()]))]);
+    s.mock.wait_for_reply(EDS, &n).await;
+    wait_served_by(s.listen, Some("u2")).await;
+    assert!(s.proxy.try_wait().is_none(), "{}", s.proxy.tail(30));
+}
+
+#[tokio::test]
+async fn the_control_plane_flag_builds_an_istio_style_bootstrap() {
+    let mock = MockAds::start().await;
+    let admin = free_addr();
+    let mut cmd = Command::new(weft());
+    cmd.args(["proxy", "--concurrency", "1", "--control-plane"])
+        .arg(mock.addr().to_string())
+        .args([
+            "--workload",
+            "reviews-v1-abc",
+            "--namespace",
+            "bookinfo",
+            "--ip",
+            "10.1.2.3",
+            "--label",
+            "app=reviews",
+            "--label",
+            "version=v1",
+            "--service-account",
+            "bookinfo-reviews",
+            "--admin",
+        ])
+        .arg(admin.to_string());
+    let mut proxy = ChildProcess::spawn(cmd);
+    proxy.wait_for_port(admin, WAIT).await;
+    let (_, first) = mock.wait_for(WAIT, "CDS", |r| r.type_url == CDS).await;
+    let node = first.node.expect("node");
+    assert_eq!(
+        node.id,
+        "sidecar~10.1.2.3~reviews-v1-abc.bookinfo~bookinfo.svc.cluster.local"
+    );
+    let meta = node.metadata.expect("metadata");
+    let text = |k: &str| match &meta.fields[k].kind {
+        Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s)) => s.clone(),
+        other => panic!("{k}: {other:?}"),
+    };
+    assert_eq!(text("NAMESPACE"), "bookinfo");
+    assert_eq!(text("WORKLOAD_NAME"), "reviews-v1-abc");
+    assert_eq!(text("INSTANCE_IPS"), "10.1.2.3");
+    assert_eq!(text("SERVICE_ACCOUNT"), "bookinfo-reviews");
+    assert_eq!(text("CLUSTER_ID"), "Kubernetes");
+    let Some(envoy_types::pb::google::protobuf::value::Kind::StructValue(labels)) =
+        &meta.fields["LABELS"].kind
+    else {
+        panic!("LABELS is not a struct");
+    };
+    assert_eq!(labels.fields.len(), 2);
+    mock.wait_for(WAIT, "LDS", |r| r.type_url == LDS).await;
+    assert!(proxy.try_wait().is_none(), "{}", proxy.tail(30));
+}

@@ -1,0 +1,679 @@
+//! The ADS protocol state, without I/O: what to request, what a response changes, when to
+//! apply. The stream loop ([`crate::client`]) feeds it responses and the clock and sends what it
+//! returns.
+//!
+//! Per resource type it keeps the last accepted `version_info` and the last received nonce. A
+//! response is checked resource by resource: an invalid resource keeps its previous version (or
+//! stays absent) while the valid ones are taken, and the response is NACKed with the previous
+//! version and an `error_detail` naming what was rejected, as Envoy does. CDS and LDS responses
+//! are the full set (state of the world: what is missing is removed); EDS and RDS responses
+//! carry only the named resources.
+//!
+//! Warming follows Envoy: new clusters are applied once every EDS assignment they need arrived,
+//! new listeners once every RDS route configuration they name arrived, or when the config
+//! source's `initial_fetch_timeout` passes (Envoy then uses them without: no endpoints, an
+//! empty route table). Until then the previous clusters and listeners keep serving.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::{Node, node::UserAgentVersionType};
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::google::rpc::Status;
+use weft_proxy_config::model::{self, ProxyConfig};
+use weft_proxy_config::xds::{
+    AdsConfig, Resource, ResourceType, Subscription, XdsError, XdsResources, ads_config,
+    convert_xds, decode, eds_subscription, rds_subscriptions,
+};
+use weft_proxy_config::{ConfigError, ErrorKind};
+
+use crate::stats::XdsStats;
+
+/// `google.rpc.Code.INVALID_ARGUMENT`, the code of a NACK's `error_detail`.
+const INVALID_ARGUMENT: i32 = 3;
+
+/// What handling an event asks the stream loop to do.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Requests to send, in order.
+    pub requests: Vec<DiscoveryRequest>,
+    /// The configuration to run changed: build it with [`XdsState::config`] and apply it.
+    pub apply: bool,
+    /// The initial fetch finished (or timed out) with this event.
+    pub initialized: bool,
+    /// Why (part of) the response was rejected.
+    pub rejected: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct TypeState {
+    /// `version_info` of the last accepted response.
+    version: String,
+    /// Nonce of the last response on this stream.
+    nonce: String,
+    /// Subscribed names (EDS and RDS; CDS and LDS are wildcard).
+    names: BTreeSet<String>,
+    /// A response of this type arrived since the client started.
+    received: bool,
+}
+
+/// A set of clusters or listeners waiting for their endpoints or routes.
+#[derive(Debug, Clone, Copy)]
+struct Warming {
+    /// When to give up waiting (`None`: never).
+    deadline: Option<Instant>,
+}
+
+/// A listener as applied: what it was built from, and what it became.
+#[derive(Debug)]
+struct AppliedListener {
+    source: Listener,
+    routes: Vec<Option<RouteConfiguration>>,
+    built: Arc<model::Listener>,
+}
+
+/// The client's whole protocol state.
+#[derive(Debug)]
+pub struct XdsState {
+    bootstrap: Arc<Bootstrap>,
+    /// The bootstrap without its static listeners, used while they wait for their routes.
+    without_static_listeners: Arc<Bootstrap>,
+    base_dir: PathBuf,
+    ads: AdsConfig,
+    node: Node,
+    types: HashMap<ResourceType, TypeState>,
+    /// The latest accepted resources.
+    latest: XdsResources,
+    /// The clusters and listeners running (the latest ones once warm).
+    active_clusters: Vec<Cluster>,
+    active_listeners: Vec<Listener>,
+    static_listeners_ready: bool,
+    cluster_warming: Option<Warming>,
+    listener_warming: Option<Warming>,
+    init_deadline: Option<Instant>,
+    initialized: bool,
+    node_sent: bool,
+    applied: HashMap<String, AppliedListener>,
+    stats: Arc<XdsStats>,
+}
+
+impl XdsState {
+    /// The state for `bootstrap`, which must have ADS `dynamic_resources` (an
+    /// [`ErrorKind::Constraint`] error otherwise). `base_dir` resolves relative file names in
+    /// resources, as for the bootstrap; `now` starts the initial fetch's clock.
+    pub fn new(
+        bootstrap: Bootstrap,
+        base_dir: PathBuf,
+        now: Instant,
+        stats: Arc<XdsStats>,
+    ) -> Result<Self, ConfigError> {
+        let Some(ads) = ads_config(&bootstrap)? else {
+            return Err(ConfigError {
+                file: None,
+                line: None,
+                path: "dynamic_resources".to_owned(),
+                kind: ErrorKind::Constraint,
+                message: "the bootstrap has no ADS configuration (dynamic_resources.ads_config)"
+                    .to_owned(),
+            });
+        };
+        let mut node = bootstrap.node.clone().unwrap_or_default();
+        node.user_agent_name = model::USER_AGENT_NAME.to_owned();
+        node.user_agent_version_type = Some(UserAgentVersionType::UserAgentVersion(
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ));
+        let mut without_static_listeners = bootstrap.clone();
+        if let Some(s) = without_static_listeners.static_resources.as_mut() {
+            s.listeners.clear();
+        }
+        let init_timeouts = [ads.cds, ads.lds];
+        let init_deadline = if init_timeouts.iter().flatten().any(Option::is_none) {
+            None
+        } else {
+            init_timeouts
+                .iter()
+                .flatten()
+                .flatten()
+                .max()
+                .map(|d| now + *d)
+        };
+        let mut state = XdsState {
+            bootstrap: Arc::new(bootstrap),
+            without_static_listeners: Arc::new(without_static_listeners),
+            base_dir,
+            ads,
+            node,
+            types: ResourceType::ALL
+                .into_iter()
+                .map(|t| (t, TypeState::default()))
+                .collect(),
+            latest: XdsResources::default(),
+            active_clusters: Vec::new(),
+            active_listeners: Vec::new(),
+            static_listeners_ready: true,
+            cluster_warming: None,
+            listener_warming: None,
+            init_deadline,
+            initialized: false,
+            node_sent: false,
+            applied: HashMap::new(),
+            stats,
+        };
+        // Static listeners that name RDS route configurations warm like dynamic ones.
+        let static_routes: Vec<Subscription> = state
+            .static_listeners()
+            .iter()
+            .flat_map(rds_subscriptions)
+            .collect();
+        if !static_routes.is_empty() {
+            state.static_listeners_ready = false;
+            state.listener_warming = Some(Warming {
+                deadline: deadline(now, &static_routes),
+            });
+        }
+        state.resubscribe();
+        Ok(state)
+    }
+
+    /// Where the control plane is: the ADS cluster's first endpoint.
+    pub fn target(&self) -> &(String, u16) {
+        &self.ads.target
+    }
+
+    /// Whether the initial fetch is over (first CDS and LDS applied, or their
+    /// `initial_fetch_timeout` passed).
+    pub fn is_initialized(&self) -> bool {
+        self.initialized
+    }
+
+    /// The last accepted version of `kind`.
+    pub fn version(&self, kind: ResourceType) -> &str {
+        self.types.get(&kind).map_or("", |t| t.version.as_str())
+    }
+
+    /// The names subscribed for `kind` (EDS and RDS; empty for the wildcard types).
+    pub fn subscribed(&self, kind: ResourceType) -> Vec<String> {
+        self.types
+            .get(&kind)
+            .map(|t| t.names.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The requests that open a stream: CDS, EDS, LDS, RDS (those subscribed), each with the
+    /// last accepted version and no nonce; the node goes with the first.
+    pub fn on_connect(&mut self) -> Vec<DiscoveryRequest> {
+        self.node_sent = false;
+        for t in self.types.values_mut() {
+            t.nonce.clear();
+        }
+        let mut out = Vec::new();
+        for kind in ResourceType::ALL {
+            let wanted = match kind {
+                ResourceType::Cluster => self.ads.cds.is_some(),
+                ResourceType::Listener => self.ads.lds.is_some(),
+                _ => !self.types[&kind].names.is_empty(),
+            };
+            if wanted {
+                out.push(self.request(kind, None));
+            }
+        }
+        out
+    }
+
+    /// Handles one `DiscoveryResponse` received at `now`.
+    pub fn on_response(&mut self, response: DiscoveryResponse, now: Instant) -> Outcome {
+        let mut outcome = Outcome::default();
+        let Some(kind) = ResourceType::from_type_url(&response.type_url) else {
+            tracing::warn!(type_url = %response.type_url, "ignoring a response of a type weft did not subscribe to");
+            return outcome;
+        };
+        self.stats.attempt(kind);
+        if let Some(t) = self.types.get_mut(&kind) {
+            t.nonce = response.nonce.clone();
+            t.received = true;
+        }
+        let (accepted, errors) = self.accept(kind, &response);
+        let before = std::mem::replace(&mut self.latest, accepted);
+        let changed = before != self.latest;
+        let rejected = (!errors.is_empty()).then(|| errors.join("; "));
+        match &rejected {
+            None => {
+                if let Some(t) = self.types.get_mut(&kind) {
+                    t.version = response.version_info.clone();
+                }
+                self.stats.success(kind);
+                tracing::info!(
+                    kind = kind.short_name(),
+                    version = %response.version_info,
+                    resources = response.resources.len(),
+                    "xDS update accepted"
+                );
+            }
+            Some(why) => {
+                self.stats.rejected(kind);
+                tracing::warn!(
+                    kind = kind.short_name(),
+                    version = %response.version_info,
+                    error = %why,
+                    "xDS update rejected"
+                );
+            }
+        }
+        // Warming starts with every CDS or LDS response, even an unchanged one (the initial
+        // fetch waits for it).
+        match kind {
+            ResourceType::Cluster => {
+                let deadline = self.warming_deadline(now, ResourceType::Cluster);
+                self.cluster_warming = Some(match self.cluster_warming {
+                    Some(w) => w,
+                    None => Warming { deadline },
+                });
+            }
+            ResourceType::Listener => {
+                let deadline = self.warming_deadline(now, ResourceType::Listener);
+                self.listener_warming = Some(match self.listener_warming {
+                    Some(w) => w,
+                    None => Warming { deadline },
+                });
+            }
+            ResourceType::ClusterLoadAssignment | ResourceType::RouteConfiguration => {
+                outcome.apply |= changed;
+            }
+        }
+        // New EDS/RDS subscriptions go out before the CDS/LDS ACK, as Envoy sends them.
+        outcome.requests.extend(self.resubscribe());
+        outcome.requests.push(self.request(kind, rejected.clone()));
+        self.advance(now, &mut outcome);
+        outcome.rejected = rejected;
+        outcome
+    }
+
+    /// Checks time-based transitions (warming and initial fetch timeouts) at `now`.
+    pub fn on_tick(&mut self, now: Instant) -> Outcome {
+        let mut outcome = Outcome::default();
+        self.advance(now, &mut outcome);
+        outcome
+    }
+
+    /// When [`XdsState::on_tick`] should next be called, if ever.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let init = (!self.initialized).then_some(self.init_deadline).flatten();
+        [
+            self.cluster_warming.and_then(|w| w.deadline),
+            self.listener_warming.and_then(|w| w.deadline),
+            init,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The configuration to run now: the bootstrap's static resources, the active (warm)
+    /// clusters and listeners, and the routes and endpoints received. Listeners whose source
+    /// and routes did not change since the last call keep their previous `Arc`, so
+    /// [`weft_proxy::Proxy::apply`] leaves their connections alone.
+    pub fn config(&mut self) -> Result<ProxyConfig, XdsError> {
+        let bootstrap = if self.static_listeners_ready {
+            &self.bootstrap
+        } else {
+            &self.without_static_listeners
+        };
+        let resources = XdsResources {
+            listeners: self.active_listeners.clone(),
+            routes: self.latest.routes.clone(),
+            clusters: self.active_clusters.clone(),
+            endpoints: self.latest.endpoints.clone(),
+        };
+        let mut config = convert_xds(bootstrap, &self.base_dir, &resources)?;
+        let sources: HashMap<&str, &Listener> = bootstrap
+            .static_resources
+            .iter()
+            .flat_map(|s| s.listeners.iter())
+            .chain(resources.listeners.iter())
+            .map(|l| (l.name.as_str(), l))
+            .collect();
+        let mut applied = HashMap::new();
+        for built in &mut config.listeners {
+            let Some(source) = sources.get(built.name.as_str()) else {
+                continue;
+            };
+            let routes: Vec<Option<RouteConfiguration>> = rds_subscriptions(source)
+                .iter()
+                .map(|s| resources.routes.get(&s.name).cloned())
+                .collect();
+            if let Some(previous) = self.applied.get(&built.name)
+                && previous.source == **source
+                && previous.routes == routes
+            {
+                *built = previous.built.clone();
+            }
+            applied.insert(
+                built.name.clone(),
+                AppliedListener {
+                    source: (*source).clone(),
+                    routes,
+                    built: built.clone(),
+                },
+            );
+        }
+        self.applied = applied;
+        Ok(config)
+    }
+
+    fn static_listeners(&self) -> Vec<Listener> {
+        self.bootstrap
+            .static_resources
+            .iter()
+            .flat_map(|s| s.listeners.iter().cloned())
+            .collect()
+    }
+
+    fn static_clusters(&self) -> impl Iterator<Item = &Cluster> {
+        self.bootstrap
+            .static_resources
+            .iter()
+            .flat_map(|s| s.clusters.iter())
+    }
+
+    /// The resources after taking `response`, and why parts of it were rejected.
+    fn accept(
+        &self,
+        kind: ResourceType,
+        response: &DiscoveryResponse,
+    ) -> (XdsResources, Vec<String>) {
+        let mut errors = Vec::new();
+        let mut decoded = Vec::new();
+        // Every named resource of the response in order, rejected ones included (they keep
+        // their previous version rather than being removed).
+        let mut order: Vec<String> = Vec::new();
+        for any in &response.resources {
+            match decode(kind, any) {
+                Ok(r) if order.iter().any(|n| n == r.name()) => errors.push(format!(
+                    "{} {:?}: listed twice in one response",
+                    kind.label(),
+                    r.name()
+                )),
+                Ok(r) => {
+                    order.push(r.name().to_owned());
+                    decoded.push(r);
+                }
+                Err(e) => {
+                    if let Some(id) = &e.resource
+                        && !id.name.is_empty()
+                        && !order.contains(&id.name)
+                    {
+                        order.push(id.name.clone());
+                    }
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        let subscribed = &self.types[&kind].names;
+        let mut candidate = self.latest.clone();
+        let mut fresh: HashSet<String> = HashSet::new();
+        match kind {
+            ResourceType::Cluster => {
+                // State of the world: the response is the whole set; a rejected cluster keeps
+                // its previous version.
+                candidate.clusters = Vec::new();
+                for name in &order {
+                    if let Some(Resource::Cluster(c)) = decoded.iter().find(|r| r.name() == *name) {
+                        fresh.insert(name.clone());
+                        candidate.clusters.push((**c).clone());
+                    } else if let Some(old) = self.latest.clusters.iter().find(|c| c.name == *name)
+                    {
+                        candidate.clusters.push(old.clone());
+                    }
+                }
+            }
+            ResourceType::Listener => {
+                candidate.listeners = Vec::new();
+                for name in &order {
+                    if let Some(Resource::Listener(l)) = decoded.iter().find(|r| r.name() == *name)
+                    {
+                        fresh.insert(name.clone());
+                        candidate.listeners.push((**l).clone());
+                    } else if let Some(old) = self.latest.listeners.iter().find(|l| l.name == *name)
+                    {
+                        candidate.listeners.push(old.clone());
+                    }
+                }
+            }
+            ResourceType::RouteConfiguration => {
+                for r in decoded {
+                    if let Resource::RouteConfiguration(rc) = r
+                        && subscribed.contains(&rc.name)
+                    {
+                        fresh.insert(rc.name.clone());
+                        candidate.routes.insert(rc.name.clone(), *rc);
+                    }
+                }
+            }
+            ResourceType::ClusterLoadAssignment => {
+                for r in decoded {
+                    if let Resource::ClusterLoadAssignment(cla) = r
+                        && subscribed.contains(&cla.cluster_name)
+                    {
+                        fresh.insert(cla.cluster_name.clone());
+                        candidate.endpoints.insert(cla.cluster_name.clone(), *cla);
+                    }
+                }
+            }
+        }
+        // Convert the whole candidate; a failing resource from this response is put back to
+        // its previous version (or left out) and the rest tried again. A failure that cannot be
+        // pinned on one of them rejects the response whole.
+        for _ in 0..=response.resources.len() {
+            let Err(e) = convert_xds(&self.bootstrap, &self.base_dir, &candidate) else {
+                return (candidate, errors);
+            };
+            errors.push(e.to_string());
+            match e.resource {
+                Some(id) if id.kind == kind && fresh.remove(&id.name) => {
+                    revert(&mut candidate, &self.latest, kind, &id.name);
+                }
+                _ => break,
+            }
+        }
+        (self.latest.clone(), errors)
+    }
+
+    /// Recomputes the EDS and RDS subscriptions from the clusters and listeners (static,
+    /// active and latest); returns a request for each type whose names changed, and forgets
+    /// the resources no longer subscribed.
+    fn resubscribe(&mut self) -> Vec<DiscoveryRequest> {
+        let eds: BTreeSet<String> = self
+            .static_clusters()
+            .chain(self.active_clusters.iter())
+            .chain(self.latest.clusters.iter())
+            .filter_map(eds_subscription)
+            .map(|s| s.name)
+            .collect();
+        let rds: BTreeSet<String> = self
+            .static_listeners()
+            .iter()
+            .chain(self.active_listeners.iter())
+            .chain(self.latest.listeners.iter())
+            .flat_map(rds_subscriptions)
+            .map(|s| s.name)
+            .collect();
+        self.latest.endpoints.retain(|k, _| eds.contains(k));
+        self.latest.routes.retain(|k, _| rds.contains(k));
+        let mut out = Vec::new();
+        for (kind, names) in [
+            (ResourceType::ClusterLoadAssignment, eds),
+            (ResourceType::RouteConfiguration, rds),
+        ] {
+            let Some(t) = self.types.get_mut(&kind) else {
+                continue;
+            };
+            if t.names != names {
+                t.names = names;
+                out.push(self.request(kind, None));
+            }
+        }
+        out
+    }
+
+    /// When warming of the latest clusters (or listeners) gives up: the longest
+    /// `initial_fetch_timeout` among the names they still wait for.
+    fn warming_deadline(&self, now: Instant, kind: ResourceType) -> Option<Instant> {
+        let subs: Vec<Subscription> = match kind {
+            ResourceType::Cluster => self
+                .latest
+                .clusters
+                .iter()
+                .filter_map(eds_subscription)
+                .collect(),
+            _ => self
+                .latest
+                .listeners
+                .iter()
+                .flat_map(rds_subscriptions)
+                .collect(),
+        };
+        deadline(now, &subs)
+    }
+
+    fn clusters_warm(&self) -> bool {
+        self.static_clusters()
+            .chain(self.latest.clusters.iter())
+            .filter_map(eds_subscription)
+            .all(|s| self.latest.endpoints.contains_key(&s.name))
+    }
+
+    fn listeners_warm(&self) -> bool {
+        self.static_listeners()
+            .iter()
+            .chain(self.latest.listeners.iter())
+            .flat_map(rds_subscriptions)
+            .all(|s| self.latest.routes.contains_key(&s.name))
+    }
+
+    /// Activates warm (or timed-out) clusters and listeners, and ends the initial fetch.
+    fn advance(&mut self, now: Instant, outcome: &mut Outcome) {
+        let due = |w: Warming| w.deadline.is_some_and(|d| now >= d);
+        if let Some(w) = self.cluster_warming
+            && (self.clusters_warm() || due(w))
+        {
+            if !self.clusters_warm() {
+                tracing::warn!("clusters applied before all their endpoints arrived");
+            }
+            self.cluster_warming = None;
+            self.active_clusters = self.latest.clusters.clone();
+            outcome.apply = true;
+        }
+        if let Some(w) = self.listener_warming
+            && (self.listeners_warm() || due(w))
+        {
+            if !self.listeners_warm() {
+                tracing::warn!("listeners applied before all their routes arrived");
+            }
+            self.listener_warming = None;
+            self.active_listeners = self.latest.listeners.clone();
+            self.static_listeners_ready = true;
+            outcome.apply = true;
+        }
+        if outcome.apply {
+            // Activating may drop names only the previous clusters or listeners used.
+            outcome.requests.extend(self.resubscribe());
+        }
+        if !self.initialized {
+            let fetched = |wanted: bool, kind: ResourceType, warming: &Option<Warming>| {
+                !wanted || (self.types[&kind].received && warming.is_none())
+            };
+            let done = fetched(
+                self.ads.cds.is_some(),
+                ResourceType::Cluster,
+                &self.cluster_warming,
+            ) && fetched(
+                self.ads.lds.is_some(),
+                ResourceType::Listener,
+                &self.listener_warming,
+            ) && self.static_listeners_ready;
+            if done || self.init_deadline.is_some_and(|d| now >= d) {
+                self.initialized = true;
+                outcome.initialized = true;
+            }
+        }
+    }
+
+    fn request(&mut self, kind: ResourceType, error: Option<String>) -> DiscoveryRequest {
+        let node = (!self.node_sent).then(|| self.node.clone());
+        self.node_sent = true;
+        let t = &self.types[&kind];
+        DiscoveryRequest {
+            version_info: t.version.clone(),
+            node,
+            resource_names: t.names.iter().cloned().collect(),
+            type_url: kind.type_url().to_owned(),
+            response_nonce: t.nonce.clone(),
+            error_detail: error.map(|message| Status {
+                code: INVALID_ARGUMENT,
+                message,
+                details: Vec::new(),
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// Puts resource `name` of `kind` back to its version in `previous` (or removes it).
+fn revert(candidate: &mut XdsResources, previous: &XdsResources, kind: ResourceType, name: &str) {
+    match kind {
+        ResourceType::Cluster => {
+            let old = previous.clusters.iter().find(|c| c.name == name);
+            match (candidate.clusters.iter().position(|c| c.name == name), old) {
+                (Some(i), Some(old)) => candidate.clusters[i] = old.clone(),
+                (Some(i), None) => {
+                    candidate.clusters.remove(i);
+                }
+                _ => {}
+            }
+        }
+        ResourceType::Listener => {
+            let old = previous.listeners.iter().find(|l| l.name == name);
+            match (candidate.listeners.iter().position(|l| l.name == name), old) {
+                (Some(i), Some(old)) => candidate.listeners[i] = old.clone(),
+                (Some(i), None) => {
+                    candidate.listeners.remove(i);
+                }
+                _ => {}
+            }
+        }
+        ResourceType::RouteConfiguration => match previous.routes.get(name) {
+            Some(old) => {
+                candidate.routes.insert(name.to_owned(), old.clone());
+            }
+            None => {
+                candidate.routes.remove(name);
+            }
+        },
+        ResourceType::ClusterLoadAssignment => match previous.endpoints.get(name) {
+            Some(old) => {
+                candidate.endpoints.insert(name.to_owned(), old.clone());
+            }
+            None => {
+                candidate.endpoints.remove(name);
+            }
+        },
+    }
+}
+
+/// `now` plus the longest timeout among `subs`; `None` (never) if any waits forever.
+fn deadline(now: Instant, subs: &[Subscription]) -> Option<Instant> {
+    let mut longest = Duration::ZERO;
+    for s in subs {
+        longest = longest.max(s.initial_fetch_timeout?);
+    }
+    Some(now + longest)
+}
+
+#[cfg(test)]
+mod tests;
