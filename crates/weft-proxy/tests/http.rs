@@ -277,6 +277,10 @@ async fn the_same_listener_arc_keeps_its_connections_a_new_one_drains_them() {
         .apply(config(vec![again], vec![cluster("a", &[up.addr()])]))
         .await
         .unwrap();
+    // Draining: the next response on the old connection tells the client to reconnect.
+    let resp = conn.get("x", "/", &[]).await.unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
     assert!(conn.wait_closed(Duration::from_secs(10)).await);
 }
 

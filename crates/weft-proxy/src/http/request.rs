@@ -143,13 +143,14 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
         // reply) answers a gRPC client in gRPC, as Envoy's `sendLocalReply` does.
         local_reply::to_grpc(&mut resp, head);
     }
+    stats.downstream_rq_active.fetch_sub(1, Ordering::Relaxed);
+    stats.record_status(resp.status().as_u16());
+    finish_response(&mut resp, &cx.hcm);
+    // After the hop-by-hop strip in `finish_response`, which would remove it again.
     if http1 && cx.draining.load(Ordering::Relaxed) {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    stats.downstream_rq_active.fetch_sub(1, Ordering::Relaxed);
-    stats.record_status(resp.status().as_u16());
-    finish_response(&mut resp, &cx.hcm);
     resp
 }
 
