@@ -466,6 +466,11 @@ async fn change_under_load(kind: Kind) {
         "{:?}",
         report.served_by
     );
+    // Route updates reach running connections (as RDS does in Envoy): nobody reconnects.
+    assert_eq!(
+        report.connections, 4,
+        "connections were replaced by a route change"
+    );
     env.finish().await;
 }
 both!(change_under_load);

@@ -352,6 +352,10 @@ impl XdsState {
                 && previous.routes == routes
             {
                 *built = previous.built.clone();
+            } else {
+                // Same Listener resource, other routes: the proxy swaps the route tables
+                // under running connections instead of replacing the listener.
+                Arc::make_mut(built).revision = Some(revision_of(source));
             }
             applied.insert(
                 built.name.clone(),
@@ -673,6 +677,15 @@ fn deadline(now: Instant, subs: &[Subscription]) -> Option<Instant> {
         longest = longest.max(s.initial_fetch_timeout?);
     }
     Some(now + longest)
+}
+
+/// A listener resource's identity for [`model::Listener::revision`]: a hash of its encoding
+/// (the bootstrap it may refer to does not change during an xDS session).
+fn revision_of(listener: &Listener) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    prost::Message::encode_to_vec(listener).hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 #[cfg(test)]

@@ -200,7 +200,14 @@ impl Proxy {
                 // The very same listener configuration (callers such as the xDS client pass
                 // the previous `Arc` for a listener that did not change): its connections are
                 // left alone rather than drained.
-                if Arc::ptr_eq(&existing.current.load().config, &l) {
+                let current = existing.current.load();
+                if Arc::ptr_eq(&current.config, &l) {
+                    continue;
+                }
+                // Same listener apart from its RDS route tables: swap the tables under the
+                // running connections, as Envoy applies RDS updates.
+                if l.revision.is_some() && current.config.revision == l.revision {
+                    swap_routes(&current, &l);
                     continue;
                 }
                 let old = existing.current.swap(runtime);
@@ -274,7 +281,12 @@ impl Proxy {
                 NetworkFilter::Http(h) => Some(Arc::new(crate::http::filters::HcmFilters::new(h))),
                 NetworkFilter::Tcp(_) => None,
             };
+            let routes = match &c.filter {
+                NetworkFilter::Http(h) => Some(Arc::new(ArcSwap::new(h.route_config.clone()))),
+                NetworkFilter::Tcp(_) => None,
+            };
             Ok(ChainRuntime {
+                routes,
                 chain: c.clone(),
                 tls,
                 tls_watcher,
@@ -311,6 +323,17 @@ impl Proxy {
             while g.drain.receiver_count() > 0 && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        }
+    }
+}
+
+/// Stores `l`'s route tables into `runtime`'s chains (same structure: same revision).
+fn swap_routes(runtime: &ListenerRuntime, l: &Listener) {
+    let new_chains = l.filter_chains.iter().chain(l.default_filter_chain.iter());
+    let old_chains = runtime.chains.iter().chain(runtime.default_chain.iter());
+    for (new, old) in new_chains.zip(old_chains) {
+        if let (NetworkFilter::Http(h), Some(routes)) = (&new.filter, &old.routes) {
+            routes.store(h.route_config.clone());
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
@@ -302,4 +303,42 @@ async fn http2_upstreams_get_authority_and_no_host_header() {
         seen.headers.get("host").is_none(),
         "host travels as :authority only"
     );
+}
+
+#[tokio::test]
+async fn a_listener_with_the_same_revision_swaps_routes_under_running_connections() {
+    let v1 = HttpServer::start("v1").await;
+    let v2 = HttpServer::start("v2").await;
+    let mk = |target: &str, revision: &str| {
+        let mut l = (*http_listener(
+            "ingress",
+            hcm(routes(vec![prefix_to("/", RouteAction::cluster(target))])),
+        ))
+        .clone();
+        l.revision = Some(revision.to_owned());
+        config(
+            vec![Arc::new(l)],
+            vec![cluster("a", &[v1.addr()]), cluster("b", &[v2.addr()])],
+        )
+    };
+    let (proxy, addr) = start(mk("a", "r1")).await;
+    let mut conn =
+        weft_test_support::HttpConnection::connect(addr, weft_test_support::HttpVersion::Http1)
+            .await
+            .unwrap();
+    assert_eq!(
+        conn.get("x", "/", &[]).await.unwrap().served_by(),
+        Some("v1")
+    );
+    // An RDS update: same listener resource, new routes. The running connection follows at
+    // once and is not drained.
+    proxy.apply(mk("b", "r1")).await.unwrap();
+    let resp = conn.get("x", "/", &[]).await.unwrap();
+    assert_eq!(resp.served_by(), Some("v2"));
+    assert_eq!(resp.header("connection"), None);
+    assert!(!conn.wait_closed(Duration::from_millis(300)).await);
+    // A changed listener resource (new revision) replaces the listener: connections drain.
+    proxy.apply(mk("a", "r2")).await.unwrap();
+    let resp = conn.get("x", "/", &[]).await.unwrap();
+    assert_eq!(resp.header("connection"), Some("close"));
 }

@@ -82,6 +82,7 @@ pub(crate) fn listener(name: &str, filter: NetworkFilter) -> Arc<Listener> {
         per_connection_buffer_limit_bytes: 1 << 20,
         stat_prefix: name.into(),
         tcp_backlog_size: 1024,
+        revision: None,
     })
 }
 

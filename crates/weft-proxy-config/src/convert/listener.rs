@@ -95,6 +95,7 @@ pub(crate) fn convert(
             LISTENER_FILTERS_TIMEOUT,
         )?,
         continue_on_listener_filters_timeout: l.continue_on_listener_filters_timeout,
+        revision: None,
         use_original_dst: l.use_original_dst.as_ref().is_some_and(|b| b.value),
         bind_to_port: l.bind_to_port.as_ref().is_none_or(|b| b.value),
         per_connection_buffer_limit_bytes: l

@@ -36,6 +36,12 @@ pub struct Listener {
     /// Accept backlog. Unset, Envoy leaves it to the kernel (`net.core.somaxconn` on Linux);
     /// the default here is `i32::MAX`, which `listen(2)` lowers to somaxconn, the same.
     pub tcp_backlog_size: u32,
+    /// Identity of everything in this listener except the contents of its RDS route tables,
+    /// when the source knows it (the xDS client sets a hash of the Listener resource). Two
+    /// listeners with the same revision differ at most in their routes, so the proxy swaps
+    /// the route tables under running connections instead of replacing the listener, as
+    /// Envoy applies RDS updates. `None` (files): every new listener replaces the old one.
+    pub revision: Option<String>,
 }
 
 /// Listener filters weft implements.

@@ -34,6 +34,8 @@ pub struct ConnContext {
     pub state: Arc<ProxyState>,
     /// The connection manager's settings and routes.
     pub hcm: Arc<HttpConnectionManager>,
+    /// The route table, loaded per request (swapped in place by RDS updates).
+    pub routes: Arc<arc_swap::ArcSwap<weft_proxy_config::model::RouteTable>>,
     /// The router filter's settings.
     pub router: RouterFilter,
     /// The connection manager's stats.
@@ -219,7 +221,7 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
     // Routing.
     let scheme = if cx.tls { "https" } else { "http" };
     let random = ThreadRng.next_random();
-    let routes = hcm.route_config.clone();
+    let routes = cx.routes.load_full();
     let view = RequestView {
         method: &parts.method,
         scheme,

@@ -48,6 +48,9 @@ pub struct ChainRuntime {
     pub http_stats: Option<Arc<HttpStats>>,
     /// HTTP filter state (for HTTP chains), shared by the chain's connections.
     pub http_filters: Option<Arc<crate::http::filters::HcmFilters>>,
+    /// The HTTP chain's route table, read per request: an RDS update swaps it under running
+    /// connections (see `Listener::revision`).
+    pub routes: Option<Arc<ArcSwap<weft_proxy_config::model::RouteTable>>>,
 }
 
 /// Binds a listener's socket: `SO_REUSEADDR`, and `SO_REUSEPORT` so a new generation (or a new
@@ -192,7 +195,12 @@ async fn handle_connection(
                 .http_filters
                 .clone()
                 .unwrap_or_else(|| Arc::new(crate::http::filters::HcmFilters::new(hcm)));
+            let routes = chain
+                .routes
+                .clone()
+                .unwrap_or_else(|| Arc::new(ArcSwap::new(hcm.route_config.clone())));
             let cx = Arc::new(ConnContext {
+                routes,
                 addrs,
                 tls,
                 state: state.clone(),
