@@ -141,9 +141,16 @@ impl Proxy {
         let old_clusters = self.state.clusters();
         let mut clusters = Vec::new();
         let mut fresh = Vec::new();
+        let mut endpoint_updates = Vec::new();
         for c in &config.clusters {
             match old_clusters.get(&c.name) {
                 Some(existing) if *existing.shared.config == **c => clusters.push(existing.clone()),
+                // An EDS update: the cluster stays (pools, health, outlier state, stats) and
+                // only its hosts change, as in Envoy.
+                Some(existing) if existing.only_endpoints_differ(c) => {
+                    endpoint_updates.push((existing.clone(), c.clone()));
+                    clusters.push(existing.clone());
+                }
                 _ => {
                     let (tls, watcher) = match &c.tls {
                         None => (None, None),
@@ -188,6 +195,9 @@ impl Proxy {
         }
 
         // Commit: clusters, then listeners.
+        for (runtime, c) in &endpoint_updates {
+            runtime.update_endpoints(c);
+        }
         for c in &fresh {
             start_cluster_tasks(Arc::downgrade(c)).await;
         }

@@ -342,3 +342,41 @@ async fn a_listener_with_the_same_revision_swaps_routes_under_running_connection
     let resp = conn.get("x", "/", &[]).await.unwrap();
     assert_eq!(resp.header("connection"), Some("close"));
 }
+
+#[tokio::test]
+async fn an_endpoint_update_keeps_the_cluster_and_its_connections() {
+    let v1 = HttpServer::start("v1").await;
+    let v2 = HttpServer::start("v2").await;
+    let mk = |endpoints: &[std::net::SocketAddr]| {
+        let mut c = cluster("a", endpoints);
+        c.discovery = weft_proxy_config::model::Discovery::Eds;
+        config(
+            vec![http_listener(
+                "ingress",
+                hcm(routes(vec![prefix_to("/", RouteAction::cluster("a"))])),
+            )],
+            vec![c],
+        )
+    };
+    let (proxy, addr) = start(mk(&[v1.addr()])).await;
+    for _ in 0..3 {
+        let r = http1_get(addr, "x", "/", &[]).await.unwrap();
+        assert_eq!(r.served_by(), Some("v1"));
+    }
+    assert_eq!(v1.connection_count(), 1, "one pooled upstream connection");
+    let mut next = mk(&[v1.addr(), v2.addr()]);
+    // Keep the listener as it is: only the endpoints change.
+    next.listeners = proxy.config().unwrap().listeners.clone();
+    proxy.apply(next).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let r = http1_get(addr, "x", "/", &[]).await.unwrap();
+        seen.insert(r.served_by().unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), 2, "the new endpoint is used: {seen:?}");
+    assert_eq!(
+        v1.connection_count(),
+        1,
+        "the surviving endpoint kept its pooled connection"
+    );
+}

@@ -310,8 +310,36 @@ impl ClusterRuntime {
     }
 
     fn static_hosts(&self) -> Vec<HostSpec> {
+        hosts_of(&self.shared.config)
+    }
+
+    /// An EDS update: `config` is this cluster's configuration with new endpoints (and
+    /// nothing else changed). Hosts that stay keep their pools, health and outlier state.
+    pub fn update_endpoints(&self, config: &Cluster) {
+        self.replace_hosts(hosts_of(config));
+    }
+
+    /// Whether `new` differs from this cluster's configuration only in its endpoints, so an
+    /// EDS update can be applied in place with [`ClusterRuntime::update_endpoints`].
+    pub fn only_endpoints_differ(&self, new: &Cluster) -> bool {
+        let old = &*self.shared.config;
+        old.discovery == Discovery::Eds
+            && new.discovery == Discovery::Eds
+            && Cluster {
+                localities: Vec::new(),
+                ..old.clone()
+            } == Cluster {
+                localities: Vec::new(),
+                ..new.clone()
+            }
+    }
+}
+
+/// The socket-address endpoints of `config`, as host specs.
+fn hosts_of(config: &Cluster) -> Vec<HostSpec> {
+    {
         let mut out = Vec::new();
-        for loc in &self.shared.config.localities {
+        for loc in &config.localities {
             for ep in &loc.endpoints {
                 if let EndpointAddress::Socket(addr) = ep.address {
                     out.push(HostSpec::new(addr, loc, ep));
@@ -320,7 +348,9 @@ impl ClusterRuntime {
         }
         out
     }
+}
 
+impl ClusterRuntime {
     /// Names a DNS cluster must resolve, with their ports and endpoint settings.
     pub fn dns_targets(&self) -> Vec<(String, u16)> {
         let mut out = Vec::new();
