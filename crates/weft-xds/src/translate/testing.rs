@@ -212,13 +212,9 @@ pub(crate) fn convert(res: &Resources) -> weft_proxy_config::model::ProxyConfig 
             clusters,
             ..Default::default()
         }),
-        dynamic_resources: Some(bootstrap::DynamicResources {
-            lds_config: Some(filters::ads_config_source()),
-            cds_config: Some(filters::ads_config_source()),
-            ..Default::default()
-        }),
         ..Default::default()
     };
+    let bootstrap = with_ads(bootstrap);
     weft_proxy_config::convert_bootstrap(&bootstrap, Path::new("/"))
         .unwrap_or_else(|e| panic!("weft's proxy rejects the translation: {e}"))
 }
@@ -229,4 +225,44 @@ pub(crate) fn route<'r>(res: &'r Resources, name: &str) -> &'r RouteConfiguratio
         .iter()
         .find(|r| r.name == name)
         .unwrap_or_else(|| panic!("no route configuration {name:?}"))
+}
+
+/// `bootstrap` with what a proxy fed by ADS has: `dynamic_resources` with an `ads_config` over
+/// gRPC to a static `xds-grpc` cluster (weft accepts RDS and EDS only then).
+pub(crate) fn with_ads(mut bootstrap: Bootstrap) -> Bootstrap {
+    use envoy_types::pb::envoy::config::core::v3::{
+        ApiConfigSource, ApiVersion, GrpcService, api_config_source::ApiType, grpc_service,
+    };
+    let statics = bootstrap.static_resources.get_or_insert_default();
+    statics.clusters.push(Cluster {
+        name: "xds-grpc".to_owned(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
+        load_assignment: Some(crate::translate::endpoint::single_endpoint(
+            "xds-grpc",
+            std::net::SocketAddr::from(([127, 0, 0, 1], 15010)),
+        )),
+        ..Default::default()
+    });
+    bootstrap.dynamic_resources = Some(bootstrap::DynamicResources {
+        lds_config: Some(filters::ads_config_source()),
+        cds_config: Some(filters::ads_config_source()),
+        ads_config: Some(ApiConfigSource {
+            api_type: ApiType::Grpc as i32,
+            transport_api_version: ApiVersion::V3 as i32,
+            grpc_services: vec![GrpcService {
+                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                    grpc_service::EnvoyGrpc {
+                        cluster_name: "xds-grpc".to_owned(),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    bootstrap
 }

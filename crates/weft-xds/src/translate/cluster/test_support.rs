@@ -2,10 +2,7 @@
 
 use std::path::Path;
 
-use envoy_types::pb::envoy::config::bootstrap::v3::{
-    Bootstrap,
-    bootstrap::{DynamicResources, StaticResources},
-};
+use envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap::StaticResources};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -115,9 +112,9 @@ pub(crate) fn accept(clusters: &[Cluster]) -> weft_proxy_config::model::ProxyCon
             secrets,
             ..Default::default()
         }),
-        dynamic_resources: Some(DynamicResources::default()),
         ..Default::default()
     };
+    let bootstrap = crate::translate::testing::with_ads(bootstrap);
     match weft_proxy_config::convert_bootstrap(&bootstrap, Path::new(".")) {
         Ok(cfg) => cfg,
         Err(e) => panic!("weft's proxy rejects the clusters: {e}"),

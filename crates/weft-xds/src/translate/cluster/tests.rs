@@ -890,7 +890,7 @@ fn inbound_clusters_to_the_application() {
     ];
     let clusters = inbound_clusters(&scope, &ports);
     let cfg = accept(&clusters);
-    assert_eq!(cfg.clusters.len(), 2);
+    assert_eq!(cfg.clusters.len(), 3, "two inbound clusters and xds-grpc");
     let http = find(&clusters, "inbound|9080||");
     assert_eq!(kind(http), DiscoveryType::Static);
     assert_eq!(http.connect_timeout, secs(10));
