@@ -30,10 +30,8 @@ pub(crate) fn mesh(yaml: &str) -> Mesh {
 
 /// [`mesh`] with mesh options.
 pub(crate) fn mesh_with(yaml: &str, options: MeshOptions) -> Mesh {
-    let mut out = weft_api::load::LoadResult::default();
-    Loader::default().load_str(Path::new("test.yaml"), yaml, &mut out);
-    assert!(out.findings.is_empty(), "load findings: {:?}", out.findings);
-    for r in &out.resources {
+    let mesh = mesh_unchecked_with(yaml, options);
+    for r in mesh.config.entries() {
         let issues = r.resource.validate();
         assert!(
             issues
@@ -43,6 +41,19 @@ pub(crate) fn mesh_with(yaml: &str, options: MeshOptions) -> Mesh {
             r.resource.name()
         );
     }
+    mesh
+}
+
+/// A mesh from YAML that must load but may fail validation: translation must cope with
+/// whatever reaches it.
+pub(crate) fn mesh_unchecked(yaml: &str) -> Mesh {
+    mesh_unchecked_with(yaml, MeshOptions::default())
+}
+
+fn mesh_unchecked_with(yaml: &str, options: MeshOptions) -> Mesh {
+    let mut out = weft_api::load::LoadResult::default();
+    Loader::default().load_str(Path::new("test.yaml"), yaml, &mut out);
+    assert!(out.findings.is_empty(), "load findings: {:?}", out.findings);
     Mesh::new(ConfigSet::new(out.resources), options)
 }
 

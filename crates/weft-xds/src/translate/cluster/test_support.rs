@@ -10,38 +10,22 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use prost::Message;
-use weft_analyze::ConfigSet;
-use weft_api::load::{LoadResult, Loader};
 
-use crate::mesh::{Mesh, MeshOptions};
-use crate::node::{Generator, ProxyKind, ProxyNode};
+use crate::mesh::Mesh;
+use crate::node::ProxyNode;
 
-/// A mesh from Istio YAML; loading must report nothing.
+/// A mesh from Istio YAML; loading must report nothing (some tests feed resources that fail
+/// validation on purpose).
 pub(crate) fn mesh(yaml: &str) -> Mesh {
-    let mut out = LoadResult::default();
-    Loader::default().load_str(Path::new("test.yaml"), yaml, &mut out);
-    assert!(out.findings.is_empty(), "{:?}", out.findings);
-    Mesh::new(ConfigSet::new(out.resources), MeshOptions::default())
+    crate::translate::testing::mesh_unchecked(yaml)
 }
 
 /// A sidecar in `namespace` with `labels`, at `locality` (`region/zone/subzone`).
 pub(crate) fn node(namespace: &str, labels: &[(&str, &str)], locality: &str) -> ProxyNode {
-    ProxyNode {
-        id: format!("sidecar~10.9.9.9~client.{namespace}~{namespace}.svc.cluster.local"),
-        kind: ProxyKind::Sidecar,
-        generator: Generator::Envoy,
-        ips: vec!["10.9.9.9".parse().unwrap()],
-        namespace: namespace.to_owned(),
-        workload: "client".to_owned(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        service_account: "client".to_owned(),
-        cluster_id: String::new(),
-        dns_domain: format!("{namespace}.svc.cluster.local"),
-        locality: weft_registry::Locality::parse(locality),
-    }
+    let mut node = crate::translate::testing::sidecar(namespace, "client", "10.9.9.9", labels);
+    node.service_account = "client".to_owned();
+    node.locality = weft_registry::Locality::parse(locality);
+    node
 }
 
 /// The cluster named `name`.
