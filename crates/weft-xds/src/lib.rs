@@ -14,6 +14,7 @@
 
 pub mod ads;
 pub mod describe;
+pub mod fuzzing;
 pub mod mesh;
 pub mod naming;
 pub mod node;
