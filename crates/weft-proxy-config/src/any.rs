@@ -38,8 +38,7 @@ pub fn unpack<T: Message + Name + Default>(any: &Any) -> Result<T, ConfigError> 
             return Err(mismatch(&format!("a TypedStruct of {inner}"), &want));
         }
         let desc = descriptors::message(&want)?;
-        let dynamic = decode::decode(descriptors::pool()?, &desc, &value, Source::Yaml)
-            .map_err(|e| e.under("value"))?;
+        let dynamic = decode::decode(&desc, &value, Source::Yaml).map_err(|e| e.under("value"))?;
         crate::pgv::validate(&dynamic).map_err(|e| e.under("value"))?;
         return dynamic.transcode_to::<T>().map_err(|e| {
             ConfigError::new(ErrorKind::Internal, "", format!("converting {want}: {e}"))
@@ -88,11 +87,9 @@ pub(crate) fn payload_of(any: &DynamicMessage) -> Result<Option<PayloadKind>, Co
         .get_field_by_name("value")
         .and_then(|v| v.as_bytes().cloned())
         .unwrap_or_default();
-    let desc = descriptors::pool()?
-        .get_message_by_name(name)
-        .ok_or_else(|| {
-            ConfigError::new(ErrorKind::UnknownType, "", format!("unknown type {url:?}"))
-        })?;
+    let desc = descriptors::find(name)?.ok_or_else(|| {
+        ConfigError::new(ErrorKind::UnknownType, "", format!("unknown type {url:?}"))
+    })?;
     let msg = DynamicMessage::decode(desc, bytes).map_err(|e| {
         ConfigError::new(
             ErrorKind::InvalidValue,
@@ -106,18 +103,15 @@ pub(crate) fn payload_of(any: &DynamicMessage) -> Result<Option<PayloadKind>, Co
     let (inner_url, value) = typed_struct_parts(&msg);
     let inner = type_url_name(&inner_url)
         .map_err(|why| ConfigError::new(ErrorKind::InvalidValue, "type_url", why))?;
-    let desc = descriptors::pool()?
-        .get_message_by_name(inner)
-        .ok_or_else(|| {
-            ConfigError::new(
-                ErrorKind::UnknownType,
-                "type_url",
-                format!("unknown type {inner_url:?}"),
-            )
-        })?;
+    let desc = descriptors::find(inner)?.ok_or_else(|| {
+        ConfigError::new(
+            ErrorKind::UnknownType,
+            "type_url",
+            format!("unknown type {inner_url:?}"),
+        )
+    })?;
     // Source::Yaml: the value may have come from YAML, whose conversions are a superset.
-    let payload = decode::decode(descriptors::pool()?, &desc, &value, Source::Yaml)
-        .map_err(|e| e.under("value"))?;
+    let payload = decode::decode(&desc, &value, Source::Yaml).map_err(|e| e.under("value"))?;
     Ok(Some(PayloadKind::TypedStruct(payload)))
 }
 

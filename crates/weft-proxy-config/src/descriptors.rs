@@ -1,4 +1,12 @@
-//! The protobuf descriptors of every Envoy API type, embedded at build time (see `build.rs`).
+//! The protobuf descriptors of the Envoy API types, embedded at build time (see `build.rs`).
+//!
+//! Two pools: the resident one holds the types reachable from the roots in
+//! `src/descriptor_roots.rs` (the bootstrap, the xDS resources and the extensions weft
+//! supports), decoded on first use; the full one, every
+//! Envoy API type, is decoded only when a configuration names a type outside the resident one
+//! (an extension weft does not support: it is parsed and validated as Envoy would, then
+//! rejected as unsupported). The full pool costs ~15 MB of memory that a process keeps once it
+//! has been decoded, which is why a proxy running a supported configuration never decodes it.
 
 use std::sync::LazyLock;
 
@@ -15,15 +23,38 @@ use crate::error::{ConfigError, ErrorKind};
 /// Encoded `google.protobuf.FileDescriptorSet` of envoy-types, without source info.
 static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
 
+/// The same set cut down to the types reachable from `src/descriptor_roots.rs`.
+static SUBSET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_subset.bin"));
+
+/// `package full.Name` of every message in [`DESCRIPTOR_SET`], one per line, nested ones
+/// included.
+static MESSAGE_NAMES: &str = include_str!(concat!(env!("OUT_DIR"), "/envoy_message_names.txt"));
+
 /// Full names of the two `TypedStruct` messages Envoy accepts in place of any extension config.
 pub(crate) const TYPED_STRUCTS: [&str; 2] = ["xds.type.v3.TypedStruct", "udpa.type.v1.TypedStruct"];
 
-/// Decoded once, on first use: ~160 ms in a debug build (`tests/api.rs` prints it).
-static POOL: LazyLock<Result<DescriptorPool, String>> = LazyLock::new(build_pool);
+/// The resident pool, decoded once on first use.
+static POOL: LazyLock<Result<DescriptorPool, String>> = LazyLock::new(|| build_pool(SUBSET));
 
-/// The descriptor pool holding every Envoy API message, `validate.rules` included.
+/// Every Envoy API type, decoded once when first needed (~160 ms in a debug build).
+static FULL_POOL: LazyLock<Result<DescriptorPool, String>> =
+    LazyLock::new(|| build_pool(DESCRIPTOR_SET));
+
+/// The resident descriptor pool: every message reachable from the bootstrap, the xDS resources
+/// and the extensions weft supports, `validate.rules` included. [`message`] also finds the
+/// other Envoy API types.
 pub fn pool() -> Result<&'static DescriptorPool, ConfigError> {
-    POOL.as_ref().map_err(|e| {
+    unusable(&POOL)
+}
+
+fn full_pool() -> Result<&'static DescriptorPool, ConfigError> {
+    unusable(&FULL_POOL)
+}
+
+fn unusable(
+    pool: &'static Result<DescriptorPool, String>,
+) -> Result<&'static DescriptorPool, ConfigError> {
+    pool.as_ref().map_err(|e| {
         ConfigError::new(
             ErrorKind::Internal,
             "",
@@ -32,9 +63,10 @@ pub fn pool() -> Result<&'static DescriptorPool, ConfigError> {
     })
 }
 
-/// The descriptor of the message named `full_name` (`envoy.config.bootstrap.v3.Bootstrap`).
+/// The descriptor of the message named `full_name` (`envoy.config.bootstrap.v3.Bootstrap`), any
+/// Envoy API message.
 pub fn message(full_name: &str) -> Result<MessageDescriptor, ConfigError> {
-    pool()?.get_message_by_name(full_name).ok_or_else(|| {
+    find(full_name)?.ok_or_else(|| {
         ConfigError::new(
             ErrorKind::Internal,
             "",
@@ -43,8 +75,38 @@ pub fn message(full_name: &str) -> Result<MessageDescriptor, ConfigError> {
     })
 }
 
-fn build_pool() -> Result<DescriptorPool, String> {
-    let mut pool = DescriptorPool::decode(DESCRIPTOR_SET).map_err(|e| e.to_string())?;
+/// The descriptor of `full_name` from the resident pool, else from the full one when it is an
+/// Envoy API message; `None` for names that are not.
+pub(crate) fn find(full_name: &str) -> Result<Option<MessageDescriptor>, ConfigError> {
+    if let Some(desc) = pool()?.get_message_by_name(full_name) {
+        return Ok(Some(desc));
+    }
+    if !is_envoy_message(full_name) {
+        return Ok(None);
+    }
+    Ok(full_pool()?.get_message_by_name(full_name))
+}
+
+fn is_envoy_message(full_name: &str) -> bool {
+    MESSAGE_NAMES.lines().any(|line| {
+        line.split_once(' ')
+            .is_some_and(|(_, name)| name == full_name)
+    })
+}
+
+/// Full names of every Envoy API message in `package`, nested ones included (for "did you
+/// mean" hints), without decoding the full pool.
+pub(crate) fn messages_in_package(package: &str) -> impl Iterator<Item = &'static str> {
+    let package = package.to_owned();
+    MESSAGE_NAMES.lines().filter_map(move |line| {
+        line.split_once(' ')
+            .filter(|(p, _)| *p == package)
+            .map(|(_, name)| name)
+    })
+}
+
+fn build_pool(set: &[u8]) -> Result<DescriptorPool, String> {
+    let mut pool = DescriptorPool::decode(set).map_err(|e| e.to_string())?;
     // envoy-types ships neither xds/type/v3/typed_struct.proto nor udpa/type/v1/typed_struct.proto,
     // yet Envoy accepts a TypedStruct wherever an extension's typed_config is expected.
     for full_name in TYPED_STRUCTS {
@@ -89,5 +151,83 @@ fn typed_struct_file(full_name: &str) -> FileDescriptorProto {
             ..Default::default()
         }],
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{convert::support::EXTENSIONS, descriptor_roots::ROOTS};
+
+    #[test]
+    fn supported_extensions_are_resident() {
+        for (ty, _) in EXTENSIONS {
+            assert!(
+                ROOTS.contains(ty),
+                "{ty} is missing from src/descriptor_roots.rs"
+            );
+        }
+        let resident = pool().unwrap();
+        for name in ROOTS.iter().chain(&TYPED_STRUCTS) {
+            assert!(resident.get_message_by_name(name).is_some(), "{name}");
+        }
+        assert!(resident.get_extension_by_name("validate.rules").is_some());
+        // Any well-known type may sit in an Any.
+        for wkt in ["Struct", "Duration", "Timestamp", "Empty", "BoolValue"] {
+            let name = format!("google.protobuf.{wkt}");
+            assert!(resident.get_message_by_name(&name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn other_envoy_types_come_from_the_full_pool() {
+        let lua = "envoy.extensions.filters.http.lua.v3.Lua";
+        assert!(pool().unwrap().get_message_by_name(lua).is_none());
+        let desc = find(lua).unwrap().unwrap();
+        assert_eq!(desc.full_name(), lua);
+        assert!(
+            desc.get_field_by_name("default_source_code").is_some(),
+            "{lua} decoded whole"
+        );
+        assert_eq!(message(lua).unwrap().full_name(), lua);
+        // Nested messages are Envoy API messages too.
+        assert!(
+            find("envoy.extensions.filters.http.lua.v3.LuaPerRoute")
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            find("envoy.extensions.filters.http.lua.v3.Lu")
+                .unwrap()
+                .is_none()
+        );
+        assert!(find("x.y.Z").unwrap().is_none());
+        assert!(message("x.y.Z").is_err());
+    }
+
+    #[test]
+    fn the_subset_is_much_smaller_than_the_full_set() {
+        let resident = pool().unwrap().all_messages().count();
+        let all = MESSAGE_NAMES.lines().count();
+        assert!(resident * 2 < all, "{resident} of {all} messages resident");
+    }
+
+    #[test]
+    fn message_names_list_packages_and_nested_messages() {
+        let in_package: Vec<_> =
+            messages_in_package("envoy.extensions.filters.http.lua.v3").collect();
+        assert!(in_package.contains(&"envoy.extensions.filters.http.lua.v3.Lua"));
+        assert!(in_package.contains(&"envoy.extensions.filters.http.lua.v3.LuaPerRoute"));
+        assert!(
+            in_package
+                .iter()
+                .all(|n| n.starts_with("envoy.extensions.filters.http.lua.v3."))
+        );
+        assert!(is_envoy_message("envoy.config.bootstrap.v3.Bootstrap"));
+        assert!(!is_envoy_message("envoy.config.bootstrap.v3"));
+        assert!(
+            !is_envoy_message("envoy.config.core.v3.RoutingPriority"),
+            "an enum"
+        );
     }
 }

@@ -15,6 +15,8 @@
 
 mod any;
 pub mod convert;
+#[cfg(test)]
+mod descriptor_roots;
 mod descriptors;
 mod dump;
 mod error;

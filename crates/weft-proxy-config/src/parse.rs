@@ -40,8 +40,7 @@ pub fn parse_bootstrap(path: &Path, text: &str) -> Result<Bootstrap, ConfigError
     let (value, lines, source) = read_document(path, text).map_err(|e| locate(e, None))?;
     let lines = lines.as_ref();
     let desc = descriptors::message(&Bootstrap::full_name()).map_err(|e| locate(e, lines))?;
-    let pool = descriptors::pool().map_err(|e| locate(e, lines))?;
-    let dynamic = decode::decode(pool, &desc, &value, source).map_err(|e| locate(e, lines))?;
+    let dynamic = decode::decode(&desc, &value, source).map_err(|e| locate(e, lines))?;
     pgv::check(&dynamic, pgv::Profile::Envoy).map_err(|v| {
         let e = ConfigError::new(ErrorKind::Constraint, v.path_as_written(&value), v.message);
         locate(e, lines)

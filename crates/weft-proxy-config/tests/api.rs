@@ -254,3 +254,77 @@ fn descriptor_pool_decodes_once() {
     );
     assert!(pool.get_extension_by_name("validate.rules").is_some());
 }
+
+/// Extensions weft does not support are outside the resident descriptors: they are still parsed
+/// and validated as Envoy does (from the full set), then rejected as unsupported at load.
+#[test]
+fn unsupported_extensions_are_parsed_like_the_rest() {
+    let bootstrap = |filter: &str| {
+        format!(
+            r#"
+static_resources:
+  listeners:
+  - name: x
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 10000}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: x
+          route_config: {{name: r}}
+          http_filters:
+          - name: f
+            typed_config: {filter}
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"#
+        )
+    };
+    let parse = |filter: &str| parse_bootstrap(Path::new("b.yaml"), &bootstrap(filter));
+    const BUFFER: &str = "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer";
+    const LUA: &str = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua";
+    let at = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config";
+
+    let err = parse(&format!("{{\"@type\": {BUFFER}, max_request_byte: 1}}")).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::UnknownField);
+    assert_eq!(
+        err.message,
+        "unknown field \"max_request_byte\" (did you mean \"max_request_bytes\"?)"
+    );
+    let err = parse(&format!("{{\"@type\": {BUFFER}}}")).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Constraint);
+    assert_eq!(err.path, format!("{at}.max_request_bytes"));
+    let err = parse(&format!(
+        "{{\"@type\": type.googleapis.com/xds.type.v3.TypedStruct, type_url: {LUA}, value: {{source_codes: {{a: {{inline_strin: x}}}}}}}}"
+    ))
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::UnknownField);
+    assert_eq!(err.path, format!("{at}.value.source_codes.a.inline_strin"));
+    // A misspelt type gets its hint from every Envoy type, resident or not.
+    let err = parse("{\"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lu}")
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::UnknownType);
+    assert!(
+        err.message
+            .ends_with("(did you mean \"envoy.extensions.filters.http.lua.v3.Lua\"?)"),
+        "{err}"
+    );
+
+    let valid = parse(&format!("{{\"@type\": {BUFFER}, max_request_bytes: 1024}}")).unwrap();
+    let err = weft_proxy_config::convert_bootstrap(&valid, Path::new(".")).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unsupported);
+    assert_eq!(
+        err.message,
+        "unsupported: listener \"x\" HTTP filter \"f\" (type envoy.extensions.filters.http.buffer.v3.Buffer)"
+    );
+    let lua = parse(&format!(
+        "{{\"@type\": type.googleapis.com/udpa.type.v1.TypedStruct, type_url: {LUA}, value: {{default_source_code: {{inline_string: x}}}}}}"
+    ))
+    .unwrap();
+    let err = weft_proxy_config::convert_bootstrap(&lua, Path::new(".")).unwrap_err();
+    assert_eq!(
+        err.message,
+        "unsupported: listener \"x\" HTTP filter \"f\" (type envoy.extensions.filters.http.lua.v3.Lua)"
+    );
+}

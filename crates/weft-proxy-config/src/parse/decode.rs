@@ -20,13 +20,12 @@
 
 use prost::Message as _;
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MapKey,
-    MessageDescriptor, Value as Pb,
+    DynamicMessage, EnumDescriptor, FieldDescriptor, Kind, MapKey, MessageDescriptor, Value as Pb,
 };
 use serde_json::{Map, Value};
 
 use crate::{
-    descriptors::TYPED_STRUCTS,
+    descriptors::{self, TYPED_STRUCTS},
     error::{ConfigError, ErrorKind},
 };
 
@@ -41,27 +40,28 @@ pub(crate) enum Source {
 const PROTO_MAX_DURATION_SECONDS: i64 = 315_576_000_000;
 
 /// Decodes `value` as a message of type `desc`; errors carry paths relative to `value`.
+///
+/// Types (of `Any` payloads, of well-known messages) are resolved through [`descriptors::find`]
+/// and the pool of the message at hand: the payload of an extension outside the resident pool
+/// comes from the full one.
 pub(crate) fn decode(
-    pool: &DescriptorPool,
     desc: &MessageDescriptor,
     value: &Value,
     source: Source,
 ) -> Result<DynamicMessage, ConfigError> {
     let mut decoder = Decoder {
-        pool,
         source,
         path: String::new(),
     };
     decoder.message(desc, value)
 }
 
-struct Decoder<'a> {
-    pool: &'a DescriptorPool,
+struct Decoder {
     source: Source,
     path: String,
 }
 
-impl Decoder<'_> {
+impl Decoder {
     fn error(&self, kind: ErrorKind, message: impl Into<String>) -> ConfigError {
         ConfigError::new(kind, self.path.clone(), message)
     }
@@ -381,7 +381,7 @@ impl Decoder<'_> {
         }
         let mut msg = DynamicMessage::new(desc.clone());
         let wrapped = match name {
-            "google.protobuf.Any" => return self.any(value).map(Some),
+            "google.protobuf.Any" => return self.any(desc, value).map(Some),
             "google.protobuf.Duration" => {
                 let Value::String(s) = value else {
                     return Err(self.invalid(format!(
@@ -465,7 +465,7 @@ impl Decoder<'_> {
         desc: &MessageDescriptor,
         map: &Map<String, Value>,
     ) -> Result<DynamicMessage, ConfigError> {
-        let value_desc = self.wkt("google.protobuf.Value")?;
+        let value_desc = self.wkt(desc, "google.protobuf.Value")?;
         let mut fields = std::collections::HashMap::new();
         for (k, v) in map {
             let v = self.at(k, |d| d.dynamic_value(&value_desc, v))?;
@@ -481,7 +481,7 @@ impl Decoder<'_> {
         desc: &MessageDescriptor,
         items: &[Value],
     ) -> Result<DynamicMessage, ConfigError> {
-        let value_desc = self.wkt("google.protobuf.Value")?;
+        let value_desc = self.wkt(desc, "google.protobuf.Value")?;
         let mut values = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             values.push(Pb::Message(
@@ -507,19 +507,20 @@ impl Decoder<'_> {
             }
             Value::String(s) => msg.set_field_by_name("string_value", Pb::String(s.clone())),
             Value::Array(items) => {
-                let list = self.list_value(&self.wkt("google.protobuf.ListValue")?, items)?;
+                let list = self.list_value(&self.wkt(desc, "google.protobuf.ListValue")?, items)?;
                 msg.set_field_by_name("list_value", Pb::Message(list));
             }
             Value::Object(map) => {
-                let s = self.structure(&self.wkt("google.protobuf.Struct")?, map)?;
+                let s = self.structure(&self.wkt(desc, "google.protobuf.Struct")?, map)?;
                 msg.set_field_by_name("struct_value", Pb::Message(s));
             }
         }
         Ok(msg)
     }
 
-    fn wkt(&self, name: &str) -> Result<MessageDescriptor, ConfigError> {
-        self.pool.get_message_by_name(name).ok_or_else(|| {
+    /// The well-known type `name` from the pool `near` belongs to.
+    fn wkt(&self, near: &MessageDescriptor, name: &str) -> Result<MessageDescriptor, ConfigError> {
+        near.parent_pool().get_message_by_name(name).ok_or_else(|| {
             self.error(
                 ErrorKind::Internal,
                 format!("{name} missing from the descriptors"),
@@ -530,15 +531,18 @@ impl Decoder<'_> {
     /// `{"@type": "type.googleapis.com/x.y.Z", ...fields of Z}`; well-known payloads sit under
     /// `"value"`. A `TypedStruct` payload is also decoded as the type it names, so mistakes inside
     /// it surface here as they do when Envoy instantiates the extension.
-    fn any(&mut self, value: &Value) -> Result<DynamicMessage, ConfigError> {
-        let any_desc = self.wkt("google.protobuf.Any")?;
+    fn any(
+        &mut self,
+        any_desc: &MessageDescriptor,
+        value: &Value,
+    ) -> Result<DynamicMessage, ConfigError> {
         let Value::Object(map) = value else {
             return Err(self.invalid(format!(
                 "expected an object with an \"@type\" (an Any), found {}",
                 describe(value)
             )));
         };
-        let mut any = DynamicMessage::new(any_desc);
+        let mut any = DynamicMessage::new(any_desc.clone());
         let type_url = match map.get("@type") {
             None if map.is_empty() => return Ok(any),
             None => {
@@ -610,20 +614,24 @@ impl Decoder<'_> {
 
     fn resolve_type_url(&self, url: &str) -> Result<MessageDescriptor, ConfigError> {
         let name = type_url_name(url).map_err(|why| self.invalid(why))?;
-        self.pool.get_message_by_name(name).ok_or_else(|| {
-            let package = name.rsplit_once('.').map_or("", |(p, _)| p);
-            let hint = did_you_mean(
-                name,
-                self.pool
-                    .all_messages()
-                    .filter(|m| m.package_name() == package)
-                    .map(|m| m.full_name().to_owned()),
-            );
-            self.error(
-                ErrorKind::UnknownType,
-                format!("unknown type {url:?}{hint}"),
-            )
-        })
+        if let Some(desc) = descriptors::find(name).map_err(|e| self.error(e.kind, e.message))? {
+            return Ok(desc);
+        }
+        let package = name.rsplit_once('.').map_or("", |(p, _)| p);
+        let hint = did_you_mean(
+            name,
+            descriptors::messages_in_package(package)
+                .chain(
+                    TYPED_STRUCTS
+                        .into_iter()
+                        .filter(|t| t.starts_with(&format!("{package}."))),
+                )
+                .map(str::to_owned),
+        );
+        Err(self.error(
+            ErrorKind::UnknownType,
+            format!("unknown type {url:?}{hint}"),
+        ))
     }
 }
 

@@ -12,9 +12,8 @@ use crate::{
 
 /// Validates `json` as a `type_name`: `Ok` or `path: message`.
 fn run(type_name: &str, json: Value, profile: Profile) -> Result<(), String> {
-    let pool = descriptors::pool().unwrap();
-    let desc = pool.get_message_by_name(type_name).unwrap();
-    let msg = decode(pool, &desc, &json, Source::Json).unwrap();
+    let desc = descriptors::message(type_name).unwrap();
+    let msg = decode(&desc, &json, Source::Json).unwrap();
     check(&msg, profile).map_err(|v| format!("{}: {}", v.path(), v.message))
 }
 
@@ -33,9 +32,8 @@ fn fails(type_name: &str, json: Value, want: &str) {
 
 /// Applies hand-written `validate.FieldRules` to one value.
 fn rule(rules: Value, kind: Kind, value: Pb) -> Result<(), String> {
-    let pool = descriptors::pool().unwrap();
-    let desc = pool.get_message_by_name("validate.FieldRules").unwrap();
-    let rules = decode(pool, &desc, &rules, Source::Json).unwrap();
+    let desc = descriptors::message("validate.FieldRules").unwrap();
+    let rules = decode(&desc, &rules, Source::Json).unwrap();
     let mut walker = Walker {
         ext: Extensions::load().unwrap(),
         profile: Profile::Strict,
