@@ -12,8 +12,7 @@ use crate::parse::decode::Source;
 /// A message of type `T` from JSON, the way a bootstrap is read.
 fn msg<T: Message + Name + Default>(value: Value) -> T {
     let desc = descriptors::message(&T::full_name()).unwrap();
-    let pool = descriptors::pool().unwrap();
-    crate::parse::decode::decode(pool, &desc, &value, Source::Json)
+    crate::parse::decode::decode(&desc, &value, Source::Json)
         .unwrap_or_else(|e| panic!("{e}"))
         .transcode_to::<T>()
         .unwrap()
