@@ -83,6 +83,10 @@ struct Case {
     /// Send this many copies at once and compare the sorted answers.
     #[serde(default = "one")]
     parallel: u32,
+    /// Start the parallel copies this long apart (the n-th after n times this), so each is
+    /// seen in a known state of the proxy, e.g. the first already on its connection.
+    #[serde(default)]
+    stagger_ms: u64,
     /// Wait this long after the answer before reading what the upstreams saw (mirrors).
     #[serde(default)]
     settle_ms: u64,
@@ -508,7 +512,10 @@ async fn observe(side: &Side, case: &Case, ups: &Upstreams) -> Vec<Observation> 
                 .fail_next(fail.count, fail.status);
         }
         if case.parallel > 1 {
-            let sends = (0..case.parallel).map(|_| send(side, case, ups));
+            let sends = (0..case.parallel).map(|i| async move {
+                tokio::time::sleep(Duration::from_millis(case.stagger_ms * u64::from(i))).await;
+                send(side, case, ups).await
+            });
             let answers = futures_join_all(sends).await;
             let mut obs: Vec<Observation> = answers
                 .into_iter()

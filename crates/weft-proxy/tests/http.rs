@@ -195,8 +195,13 @@ async fn circuit_breaker_overflow_is_503_with_x_envoy_overloaded() {
     let cfg = single_route_config(vec![c]);
     let (_proxy, addr) = start(cfg).await;
     let mut tasks = Vec::new();
-    for _ in 0..4 {
+    for i in 0..4 {
         tasks.push(tokio::spawn(async move {
+            // The first is pending itself until its connection is up (Envoy's order of
+            // checks); the others come once it is on the connection.
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             http1_get(addr, "x", "/", &[("x-test-delay-ms", "300")])
                 .await
                 .unwrap()

@@ -536,13 +536,6 @@ async fn attempts(
                 return local_reply::upstream_failure(&e);
             }
         };
-        let permit = match shared.try_acquire_request() {
-            Ok(p) => p,
-            Err(e) => {
-                outcome.flags.push(e.flag());
-                return local_reply::upstream_failure_after(&e, attempt);
-            }
-        };
         let Some(body) = replay.take() else {
             // A streamed body was consumed by an earlier attempt: nothing to retry with.
             let e = UpstreamError::ResetBeforeHeaders {
@@ -571,11 +564,20 @@ async fn attempts(
             req.headers_mut()
                 .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
         }
-        inc(&shared.stats.upstream_rq_total);
+        // The pool applies the circuit breakers: `max_pending_requests` while waiting for a
+        // connection, `max_requests` once one is ready (counting `upstream_rq_total`).
         host.active_requests.fetch_add(1, Ordering::Relaxed);
         let result = send_once(&host, http2, req, per_try).await;
         host.active_requests.fetch_sub(1, Ordering::Relaxed);
-        drop(permit);
+        if let Err(SendError {
+            error: e @ UpstreamError::Overflow(_),
+            ..
+        }) = &result
+        {
+            // Overflow is never retried and reaches no host.
+            outcome.flags.push(e.flag());
+            return local_reply::upstream_failure_after(e, attempt);
+        }
         outcome.upstream_host = Some(host.address);
 
         let (resp, err, unsent) = match result {

@@ -58,6 +58,15 @@ impl ClusterShared {
         ok
     }
 
+    /// Takes a connection slot even at `max_connections`: Envoy lets a host's pool with no
+    /// connection at all open one, so its pending requests cannot starve behind other hosts'.
+    pub fn reserve_connection_over_limit(&self) {
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        self.stats
+            .upstream_cx_active
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Gives back a connection slot.
     pub fn release_connection(&self) {
         release(&self.connections);
@@ -89,9 +98,12 @@ impl ClusterShared {
             .fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Admits a request if under `max_requests`; the permit releases on drop.
+    /// Admits a request onto a ready connection if under `max_requests` (Envoy checks this
+    /// when it attaches a stream, so a request waiting for a connection holds no slot); the
+    /// permit releases on drop. Overflows count in `upstream_rq_pending_overflow`, as Envoy's.
     pub fn try_acquire_request(self: &Arc<Self>) -> Result<Permit, UpstreamError> {
         if try_reserve(&self.requests, self.config.circuit_breakers.max_requests) {
+            inc(&self.stats.upstream_rq_total);
             self.stats
                 .upstream_rq_active
                 .fetch_add(1, Ordering::Relaxed);
@@ -647,4 +659,96 @@ impl RandomSource for ThreadRng {
 /// A random integer in `0..100`, for enforcement percentages.
 pub fn random_percent() -> u32 {
     u32::try_from(ThreadRng.next_random() % 100).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use weft_proxy_config::model::{DnsLookupFamily, Thresholds, UpstreamProtocol};
+
+    use super::*;
+
+    fn shared(limits: Thresholds) -> Arc<ClusterShared> {
+        let config = Cluster {
+            name: "c".into(),
+            discovery: Discovery::Static,
+            connect_timeout: Duration::from_secs(1),
+            lb: weft_proxy_lb::LbConfig::default().validate().unwrap(),
+            localities: vec![],
+            circuit_breakers: limits,
+            outlier_detection: None,
+            health_checks: vec![],
+            tls: None,
+            protocol: UpstreamProtocol::Http1,
+            idle_timeout: Duration::from_secs(4),
+            max_requests_per_connection: None,
+            dns_refresh_rate: Duration::from_secs(5),
+            dns_lookup_family: DnsLookupFamily::V4Only,
+            original_dst_use_http_header: false,
+            per_connection_buffer_limit_bytes: 1 << 20,
+        };
+        ClusterRuntime::new(Arc::new(config), None).shared.clone()
+    }
+
+    fn limits(connections: u32, pending: u32, requests: u32, retries: u32) -> Thresholds {
+        Thresholds {
+            max_connections: connections,
+            max_pending_requests: pending,
+            max_requests: requests,
+            max_retries: retries,
+        }
+    }
+
+    fn load(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_request_permit_counts_the_request_and_overflows_as_pending_overflow() {
+        let c = shared(limits(10, 10, 1, 3));
+        let permit = c.try_acquire_request().unwrap();
+        assert_eq!(load(&c.stats.upstream_rq_total), 1);
+        assert_eq!(c.stats.upstream_rq_active.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            c.try_acquire_request().err(),
+            Some(UpstreamError::Overflow(Overflow::Requests))
+        );
+        // Envoy counts max_requests overflows in upstream_rq_pending_overflow, and an
+        // overflowed request is no upstream request.
+        assert_eq!(load(&c.stats.upstream_rq_pending_overflow), 1);
+        assert_eq!(load(&c.stats.upstream_rq_total), 1);
+        drop(permit);
+        assert_eq!(c.stats.upstream_rq_active.load(Ordering::Relaxed), 0);
+        assert!(c.try_acquire_request().is_ok());
+    }
+
+    #[test]
+    fn a_connection_over_the_limit_still_holds_a_slot_until_released() {
+        let c = shared(limits(1, 10, 10, 3));
+        assert!(c.try_reserve_connection());
+        assert!(!c.try_reserve_connection());
+        c.reserve_connection_over_limit();
+        assert_eq!(c.stats.upstream_cx_active.load(Ordering::Relaxed), 2);
+        c.release_connection();
+        // Still at the limit: one connection is left.
+        assert!(!c.try_reserve_connection());
+        c.release_connection();
+        assert!(c.try_reserve_connection());
+    }
+
+    #[test]
+    fn pending_and_retry_slots_follow_their_limits() {
+        let c = shared(limits(10, 1, 10, 1));
+        assert!(c.try_reserve_pending());
+        assert!(!c.try_reserve_pending());
+        assert_eq!(load(&c.stats.upstream_rq_pending_total), 1);
+        c.release_pending();
+        assert!(c.try_reserve_pending());
+        let retry = c.try_acquire_retry().unwrap();
+        assert!(c.try_acquire_retry().is_none());
+        assert_eq!(load(&c.stats.upstream_rq_retry_overflow), 1);
+        drop(retry);
+        assert!(c.try_acquire_retry().is_some());
+    }
 }

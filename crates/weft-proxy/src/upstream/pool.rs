@@ -1,11 +1,22 @@
 //! Per-endpoint connection pools: HTTP/1.1 keep-alive connections and one multiplexed HTTP/2
-//! connection, with Envoy's circuit-breaker semantics.
+//! connection, with Envoy's circuit-breaker semantics (its `ConnPoolImplBase`).
 //!
-//! HTTP/1.1: a request takes an idle connection, else opens one while the cluster is under
-//! `max_connections`, else waits for one to free up while under `max_pending_requests`, else
-//! overflows (503 with `x-envoy-overloaded`). A connection returns to the pool when its response
-//! body has been read to the end.
+//! A request takes a ready connection when there is one: an idle HTTP/1.1 connection, or the
+//! endpoint's HTTP/2 connection. Otherwise it becomes *pending* while under
+//! `max_pending_requests` (else 503 overflow, `upstream_rq_pending_overflow`), and the pool
+//! opens a connection for it while the cluster is under `max_connections` (else
+//! `upstream_cx_overflow` counts it and the request waits for a connection to free up; a pool
+//! with no connection at all opens one anyway, as Envoy does, so it cannot starve). A request
+//! that meets a ready connection — at once or after waiting — is checked against `max_requests`
+//! (503 overflow, also counted in `upstream_rq_pending_overflow`); its slot is held until the
+//! response ends. So with one connection, one pending request and one request allowed, a second
+//! concurrent request waits and is served, and a third overflows.
 //!
+//! Connections are opened by the pool, not by a request: the first pending request takes
+//! whichever connection gets ready first, and a failed connection attempt fails every pending
+//! request (`upstream_rq_pending_failure_eject`), as Envoy purges its pending streams.
+//!
+//! HTTP/1.1 connections return to the pool when their response body has been read to the end.
 //! The keep-alive race ("503 UC"): a server may close an idle connection just as we pick it.
 //! hyper hands the request back when it was never written (`try_send_request`), and we retry it
 //! on another connection; it never reached the application, so this is always safe. Idle
@@ -22,14 +33,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::cluster::ClusterShared;
+use super::cluster::{ClusterShared, Permit};
 use super::connect::connect;
 use super::stats::inc;
 use crate::error::{Overflow, UpstreamError};
@@ -38,19 +48,46 @@ use crate::{Body, BoxError};
 /// How many stale pooled connections a request may skip before it fails.
 const MAX_STALE_RETRIES: usize = 4;
 
+/// At most this many connections are started for one event (Envoy's cap on preconnects).
+const MAX_CONNECTS_PER_EVENT: usize = 3;
+
+/// What a pending HTTP/1.1 request receives: a ready connection, or the failure of a
+/// connection attempt.
+type H1Grant = Result<IdleConn, UpstreamError>;
+
+/// What a request waiting for the HTTP/2 connection receives.
+type H2Grant = Result<http2::SendRequest<Body>, UpstreamError>;
+
 /// The pools for one endpoint.
 #[derive(Debug)]
 pub struct HostPool {
     addr: SocketAddr,
     cluster: Arc<ClusterShared>,
     h1: Mutex<H1State>,
-    h2: tokio::sync::Mutex<Option<http2::SendRequest<Body>>>,
+    h2: Mutex<H2State>,
 }
 
 #[derive(Debug, Default)]
 struct H1State {
+    /// Ready connections.
     idle: Vec<IdleConn>,
-    waiters: VecDeque<oneshot::Sender<Grant>>,
+    /// Pending requests, first come first served.
+    waiters: VecDeque<oneshot::Sender<H1Grant>>,
+    /// Connections being opened.
+    connecting: usize,
+    /// Every HTTP/1.1 connection of this pool: connecting, busy or idle.
+    open: usize,
+}
+
+#[derive(Debug, Default)]
+enum H2State {
+    /// No connection.
+    #[default]
+    Idle,
+    /// A connection is being opened; these requests are pending on it.
+    Connecting(VecDeque<oneshot::Sender<H2Grant>>),
+    /// The connection.
+    Ready(http2::SendRequest<Body>),
 }
 
 /// An HTTP/1.1 connection between requests.
@@ -61,15 +98,6 @@ pub struct IdleConn {
     requests: u32,
 }
 
-/// What a waiting request receives.
-#[derive(Debug)]
-enum Grant {
-    /// A connection freed by another request.
-    Conn(IdleConn),
-    /// A connection slot: open a new connection.
-    Connect,
-}
-
 impl HostPool {
     /// A pool for `addr` in `cluster`.
     pub fn new(addr: SocketAddr, cluster: Arc<ClusterShared>) -> Arc<Self> {
@@ -77,7 +105,7 @@ impl HostPool {
             addr,
             cluster,
             h1: Mutex::new(H1State::default()),
-            h2: tokio::sync::Mutex::new(None),
+            h2: Mutex::new(H2State::Idle),
         })
     }
 
@@ -86,36 +114,126 @@ impl HostPool {
         self.addr
     }
 
-    /// Gets a connection for one request: for HTTP/1.1 an idle, new or handed-over connection;
-    /// for HTTP/2 the endpoint's shared connection. Failing here leaves the request untouched,
-    /// so the caller may retry it elsewhere.
+    /// Gets a connection for one request, with its `max_requests` slot: for HTTP/1.1 an idle
+    /// or newly ready connection, for HTTP/2 the endpoint's shared connection. Failing here
+    /// leaves the request untouched, so the caller may retry it elsewhere.
     pub async fn checkout(self: &Arc<Self>, http2: bool) -> Result<Checkout, UpstreamError> {
         if http2 {
-            let mut sender = self.http2_sender().await?;
-            if sender.ready().await.is_err() {
-                *self.h2.lock().await = None;
-                sender = self.http2_sender().await?;
-            }
-            return Ok(Checkout::Http2 {
-                pool: self.clone(),
-                sender,
-            });
+            return self.checkout_http2().await;
         }
-        let (conn, reused) = self.checkout_http1().await?;
+        let (conn, permit) = self.checkout_http1().await?;
         Ok(Checkout::Http1 {
             pool: self.clone(),
             conn,
-            reused,
+            permit,
         })
     }
 
-    async fn checkout_http1(self: &Arc<Self>) -> Result<(IdleConn, bool), UpstreamError> {
+    async fn checkout_http2(self: &Arc<Self>) -> Result<Checkout, UpstreamError> {
+        for _ in 0..2 {
+            let mut sender = self.acquire_http2().await?;
+            if sender.ready().await.is_ok() {
+                let permit = self.cluster.try_acquire_request()?;
+                return Ok(Checkout::Http2 {
+                    pool: self.clone(),
+                    sender,
+                    permit,
+                });
+            }
+            self.forget_http2();
+        }
+        Err(UpstreamError::ResetBeforeHeaders {
+            request_sent: false,
+            detail: "HTTP/2 connection kept closing".to_owned(),
+        })
+    }
+
+    /// The ready HTTP/2 connection, or one opened (or being opened) while this request waits
+    /// as pending.
+    async fn acquire_http2(self: &Arc<Self>) -> Result<http2::SendRequest<Body>, UpstreamError> {
+        let rx = {
+            let mut st = self.h2.lock();
+            if let H2State::Ready(s) = &*st
+                && !s.is_closed()
+            {
+                return Ok(s.clone());
+            }
+            self.reserve_pending()?;
+            let (tx, rx) = oneshot::channel();
+            match &mut *st {
+                H2State::Connecting(waiters) => waiters.push_back(tx),
+                _ => {
+                    *st = H2State::Connecting(VecDeque::from([tx]));
+                    // The pool has no usable connection: over the limit it opens one anyway.
+                    self.reserve_connection(true);
+                    let pool = self.clone();
+                    tokio::spawn(async move { pool.connect_http2().await });
+                }
+            }
+            rx
+        };
+        let pending = PendingGuard(self.cluster.clone());
+        let grant = rx.await;
+        drop(pending);
+        match grant {
+            Ok(granted) => granted,
+            Err(_) => Err(pool_gone()),
+        }
+    }
+
+    /// Drops a shared HTTP/2 connection that turned out closed (not one being opened).
+    fn forget_http2(&self) {
+        let mut st = self.h2.lock();
+        if matches!(&*st, H2State::Ready(_)) {
+            *st = H2State::Idle;
+        }
+    }
+
+    /// Opens the HTTP/2 connection and hands it (or the failure) to every pending request.
+    async fn connect_http2(self: Arc<Self>) {
+        let slot = ConnectionSlot {
+            pool: Some(self.clone()),
+            http2: true,
+        };
+        let opened = async {
+            let stream = connect(self.addr, &self.cluster).await?;
+            http2::Builder::new(TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .keep_alive_interval(None)
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| UpstreamError::ConnectFailure(e.to_string()))
+        }
+        .await;
+        let (next, grant) = match opened {
+            Ok((send, conn)) => {
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let _ = conn.await;
+                });
+                (H2State::Ready(send.clone()), Ok(send))
+            }
+            Err(e) => (H2State::Idle, Err(e)),
+        };
+        let waiters = match std::mem::replace(&mut *self.h2.lock(), next) {
+            H2State::Connecting(waiters) => waiters,
+            _ => VecDeque::new(),
+        };
+        for w in waiters {
+            if w.send(grant.clone()).is_ok() && grant.is_err() {
+                inc(&self.cluster.stats.upstream_rq_pending_failure_eject);
+            }
+        }
+    }
+
+    async fn checkout_http1(self: &Arc<Self>) -> Result<(IdleConn, Permit), UpstreamError> {
         for _ in 0..=MAX_STALE_RETRIES {
-            let (mut conn, reused) = self.acquire_http1().await?;
+            let (mut conn, permit) = self.acquire_http1().await?;
             if conn.send.ready().await.is_ok() {
-                return Ok((conn, reused));
+                return Ok((conn, permit));
             }
             // Closed while idle: its slot was already released by the connection task.
+            drop(permit);
             inc(&self.cluster.stats.upstream_cx_pool_reuse_retry);
         }
         Err(UpstreamError::ResetBeforeHeaders {
@@ -124,69 +242,151 @@ impl HostPool {
         })
     }
 
-    /// An idle connection (reused = true), a new one, or one handed over after waiting.
-    async fn acquire_http1(self: &Arc<Self>) -> Result<(IdleConn, bool), UpstreamError> {
-        let waiter = {
+    /// An idle connection, else one handed over after waiting as a pending request; either way
+    /// with a `max_requests` slot.
+    async fn acquire_http1(self: &Arc<Self>) -> Result<(IdleConn, Permit), UpstreamError> {
+        let rx = {
             let mut st = self.h1.lock();
-            let idle_timeout = self.cluster.config.idle_timeout;
-            while let Some(c) = st.idle.pop() {
-                if c.send.is_closed() {
-                    continue;
-                }
-                if c.idle_since.elapsed() >= idle_timeout {
-                    inc(&self.cluster.stats.upstream_cx_idle_timeout);
-                    continue; // dropping the sender closes the connection
-                }
-                return Ok((c, true));
+            if let Some(conn) = self.take_idle(&mut st) {
+                return match self.cluster.try_acquire_request() {
+                    Ok(permit) => Ok((conn, permit)),
+                    Err(e) => {
+                        // The connection stays ready for the next request.
+                        st.idle.push(conn);
+                        Err(e)
+                    }
+                };
             }
-            if self.cluster.try_reserve_connection() {
-                None
-            } else if self.cluster.try_reserve_pending() {
-                let (tx, rx) = oneshot::channel();
-                st.waiters.push_back(tx);
-                Some(rx)
-            } else {
-                inc(&self.cluster.stats.upstream_rq_pending_overflow);
-                return Err(UpstreamError::Overflow(Overflow::PendingRequests));
-            }
+            self.reserve_pending()?;
+            let (tx, rx) = oneshot::channel();
+            st.waiters.push_back(tx);
+            self.create_connections(&mut st);
+            rx
         };
-        match waiter {
-            None => Ok((self.open_http1().await?, false)),
-            Some(rx) => {
-                let _pending = PendingGuard(self.cluster.clone());
-                match rx.await {
-                    Ok(Grant::Conn(c)) => Ok((c, true)),
-                    Ok(Grant::Connect) => Ok((self.open_http1().await?, false)),
-                    Err(_) => Err(UpstreamError::ResetBeforeHeaders {
-                        request_sent: false,
-                        detail: "connection pool shut down".to_owned(),
-                    }),
+        let pending = PendingGuard(self.cluster.clone());
+        let grant = rx.await;
+        drop(pending);
+        match grant {
+            Ok(Ok(conn)) => match self.cluster.try_acquire_request() {
+                Ok(permit) => Ok((conn, permit)),
+                Err(e) => {
+                    // Like Envoy's attach failing: the connection serves the next one.
+                    self.release(conn);
+                    Err(e)
                 }
+            },
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(pool_gone()),
+        }
+    }
+
+    /// The most recently used idle connection that is still usable.
+    fn take_idle(&self, st: &mut H1State) -> Option<IdleConn> {
+        let idle_timeout = self.cluster.config.idle_timeout;
+        while let Some(c) = st.idle.pop() {
+            if c.send.is_closed() {
+                continue;
+            }
+            if c.idle_since.elapsed() >= idle_timeout {
+                inc(&self.cluster.stats.upstream_cx_idle_timeout);
+                continue; // dropping the sender closes the connection
+            }
+            return Some(c);
+        }
+        None
+    }
+
+    /// Takes a pending-request slot, or counts the overflow.
+    fn reserve_pending(&self) -> Result<(), UpstreamError> {
+        if self.cluster.try_reserve_pending() {
+            Ok(())
+        } else {
+            inc(&self.cluster.stats.upstream_rq_pending_overflow);
+            Err(UpstreamError::Overflow(Overflow::PendingRequests))
+        }
+    }
+
+    /// Takes a connection slot; over `max_connections` counts `upstream_cx_overflow` and takes
+    /// it anyway only when `pool_empty`. Whether a connection may be opened.
+    fn reserve_connection(&self, pool_empty: bool) -> bool {
+        if self.cluster.try_reserve_connection() {
+            return true;
+        }
+        inc(&self.cluster.stats.upstream_cx_overflow);
+        if pool_empty {
+            self.cluster.reserve_connection_over_limit();
+        }
+        pool_empty
+    }
+
+    /// Opens connections while pending requests outnumber connections being opened.
+    fn create_connections(self: &Arc<Self>, st: &mut H1State) {
+        st.waiters.retain(|w| !w.is_closed());
+        for _ in 0..MAX_CONNECTS_PER_EVENT {
+            if st.waiters.len() <= st.connecting || !self.reserve_connection(st.open == 0) {
+                return;
+            }
+            st.connecting += 1;
+            st.open += 1;
+            let pool = self.clone();
+            tokio::spawn(async move { pool.connect_http1().await });
+        }
+    }
+
+    /// Opens one HTTP/1.1 connection for the pending requests; a failure fails them all.
+    async fn connect_http1(self: Arc<Self>) {
+        let slot = ConnectionSlot {
+            pool: Some(self.clone()),
+            http2: false,
+        };
+        let opened = async {
+            let stream = connect(self.addr, &self.cluster).await?;
+            http1::Builder::new()
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| UpstreamError::ConnectFailure(e.to_string()))
+        }
+        .await;
+        match opened {
+            Ok((send, conn)) => {
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    // `with_upgrades`: a 101 response hands the connection to the upgrade.
+                    let _ = conn.with_upgrades().await;
+                });
+                let conn = IdleConn {
+                    send,
+                    idle_since: Instant::now(),
+                    requests: 0,
+                };
+                let mut st = self.h1.lock();
+                st.connecting = st.connecting.saturating_sub(1);
+                hand_over(&mut st, conn);
+            }
+            Err(e) => {
+                let waiters = {
+                    let mut st = self.h1.lock();
+                    st.connecting = st.connecting.saturating_sub(1);
+                    std::mem::take(&mut st.waiters)
+                };
+                for w in waiters {
+                    if w.send(Err(e.clone())).is_ok() {
+                        inc(&self.cluster.stats.upstream_rq_pending_failure_eject);
+                    }
+                }
+                // Only now: giving the slot back must not open a connection for the requests
+                // just failed.
+                drop(slot);
             }
         }
     }
 
-    /// Opens a connection for an already reserved slot.
-    async fn open_http1(self: &Arc<Self>) -> Result<IdleConn, UpstreamError> {
-        let slot = ConnectionSlot(Some(self.clone()));
-        let stream = connect(self.addr, &self.cluster).await?;
-        let (send, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| UpstreamError::ConnectFailure(e.to_string()))?;
-        tokio::spawn(async move {
-            let _slot = slot;
-            // `with_upgrades`: a 101 response hands the connection to the upgrade (WebSocket).
-            let _ = conn.with_upgrades().await;
-        });
-        Ok(IdleConn {
-            send,
-            idle_since: Instant::now(),
-            requests: 0,
-        })
-    }
-
-    fn wrap_http1(self: &Arc<Self>, resp: Response<Incoming>, conn: IdleConn) -> Response<Body> {
+    fn wrap_http1(
+        self: &Arc<Self>,
+        resp: Response<Incoming>,
+        conn: IdleConn,
+        permit: Permit,
+    ) -> Response<Body> {
         let (parts, body) = resp.into_parts();
         // An upgraded connection belongs to the upgrade; a `close` one to nobody.
         let keep = parts.status != http::StatusCode::SWITCHING_PROTOCOLS
@@ -200,12 +400,13 @@ impl HostPool {
         });
         let body = PooledBody {
             inner: body,
+            permit: Some(permit),
             release,
         };
         Response::from_parts(parts, Body::new(body))
     }
 
-    /// Gives a connection whose response finished back to the pool (or a waiter).
+    /// Gives a connection whose response finished back to the pool (or a pending request).
     fn release(&self, mut conn: IdleConn) {
         if let Some(max) = self.cluster.config.max_requests_per_connection
             && conn.requests >= max
@@ -216,30 +417,15 @@ impl HostPool {
             return;
         }
         conn.idle_since = Instant::now();
-        let mut st = self.h1.lock();
-        while let Some(w) = st.waiters.pop_front() {
-            match w.send(Grant::Conn(conn)) {
-                Ok(()) => return,
-                Err(Grant::Conn(c)) => conn = c,
-                Err(Grant::Connect) => return,
-            }
-        }
-        st.idle.push(conn);
+        hand_over(&mut self.h1.lock(), conn);
     }
 
-    /// Called when a connection closes: a waiter may now open one in its place.
-    fn connection_closed(&self) {
+    /// Called when an HTTP/1.1 connection closed: pending requests may now get a new one.
+    fn connection_closed(self: &Arc<Self>) {
         let mut st = self.h1.lock();
-        while let Some(w) = st.waiters.pop_front() {
-            if self.cluster.try_reserve_connection() {
-                if w.send(Grant::Connect).is_ok() {
-                    return;
-                }
-                self.cluster.release_connection();
-            } else {
-                st.waiters.push_front(w);
-                return;
-            }
+        st.open = st.open.saturating_sub(1);
+        if !st.waiters.is_empty() {
+            self.create_connections(&mut st);
         }
     }
 
@@ -259,34 +445,29 @@ impl HostPool {
         }
         st.waiters.retain(|w| !w.is_closed());
     }
+}
 
-    async fn http2_sender(self: &Arc<Self>) -> Result<http2::SendRequest<Body>, UpstreamError> {
-        let mut slot = self.h2.lock().await;
-        if let Some(s) = slot.as_ref().filter(|s| !s.is_closed()) {
-            return Ok(s.clone());
+/// Gives `conn` to the first pending request still waiting, else keeps it idle.
+fn hand_over(st: &mut H1State, mut conn: IdleConn) {
+    while let Some(w) = st.waiters.pop_front() {
+        match w.send(Ok(conn)) {
+            Ok(()) => return,
+            Err(Ok(c)) => conn = c,
+            Err(Err(_)) => return,
         }
-        if !self.cluster.try_reserve_connection() {
-            inc(&self.cluster.stats.upstream_cx_overflow);
-            return Err(UpstreamError::Overflow(Overflow::Connections));
-        }
-        let guard = ConnectionSlot(Some(self.clone()));
-        let stream = connect(self.addr, &self.cluster).await?;
-        let (send, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .keep_alive_interval(None)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| UpstreamError::ConnectFailure(e.to_string()))?;
-        tokio::spawn(async move {
-            let _slot = guard;
-            let _ = conn.await;
-        });
-        *slot = Some(send.clone());
-        Ok(send)
+    }
+    st.idle.push(conn);
+}
+
+fn pool_gone() -> UpstreamError {
+    UpstreamError::ResetBeforeHeaders {
+        request_sent: false,
+        detail: "connection pool shut down".to_owned(),
     }
 }
 
-/// A connection checked out for one request.
+/// A connection checked out for one request, with the request's `max_requests` slot (held
+/// until the response ends).
 #[derive(Debug)]
 pub enum Checkout {
     /// An HTTP/1.1 connection, exclusively ours until the response ends.
@@ -295,8 +476,8 @@ pub enum Checkout {
         pool: Arc<HostPool>,
         /// The connection.
         conn: IdleConn,
-        /// Whether it served requests before (then a closed-before-send is the keep-alive race).
-        reused: bool,
+        /// The request's slot.
+        permit: Permit,
     },
     /// A stream on the shared HTTP/2 connection.
     Http2 {
@@ -304,6 +485,8 @@ pub enum Checkout {
         pool: Arc<HostPool>,
         /// The connection's sender.
         sender: http2::SendRequest<Body>,
+        /// The request's slot.
+        permit: Permit,
     },
 }
 
@@ -321,11 +504,25 @@ impl Checkout {
     /// written is replaced transparently (the keep-alive race), up to a few times.
     pub async fn send(self, mut req: Request<Body>) -> Result<Response<Body>, SendError> {
         match self {
-            Checkout::Http2 { pool, mut sender } => match sender.try_send_request(req).await {
-                Ok(resp) => Ok(resp.map(|b| Body::new(b.map_err(|e| -> BoxError { Box::new(e) })))),
+            Checkout::Http2 {
+                pool,
+                mut sender,
+                permit,
+            } => match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let body = PooledBody {
+                        inner: body,
+                        permit: Some(permit),
+                        release: None,
+                    };
+                    Ok(Response::from_parts(parts, Body::new(body)))
+                }
                 Err(mut e) => {
                     let request = e.take_message();
-                    *pool.h2.lock().await = None;
+                    if sender.is_closed() {
+                        pool.forget_http2();
+                    }
                     Err(SendError {
                         error: UpstreamError::ResetBeforeHeaders {
                             request_sent: request.is_none(),
@@ -338,20 +535,23 @@ impl Checkout {
             Checkout::Http1 {
                 pool,
                 mut conn,
-                mut reused,
+                mut permit,
             } => {
                 for _ in 0..=MAX_STALE_RETRIES {
+                    let reused = conn.requests > 0;
                     conn.requests += 1;
                     match conn.send.try_send_request(req).await {
-                        Ok(resp) => return Ok(pool.wrap_http1(resp, conn)),
+                        Ok(resp) => return Ok(pool.wrap_http1(resp, conn, permit)),
                         Err(mut e) => match e.take_message() {
                             Some(unsent) if reused => {
                                 inc(&pool.cluster.stats.upstream_cx_pool_reuse_retry);
                                 req = unsent;
+                                // The replacement takes its own slot.
+                                drop(permit);
                                 match pool.checkout_http1().await {
-                                    Ok((c, r)) => {
+                                    Ok((c, p)) => {
                                         conn = c;
-                                        reused = r;
+                                        permit = p;
                                     }
                                     Err(error) => {
                                         return Err(SendError {
@@ -387,14 +587,19 @@ impl Checkout {
 }
 
 /// Holds one of the cluster's connection slots until the connection task ends.
-struct ConnectionSlot(Option<Arc<HostPool>>);
+struct ConnectionSlot {
+    pool: Option<Arc<HostPool>>,
+    http2: bool,
+}
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        if let Some(pool) = self.0.take() {
+        if let Some(pool) = self.pool.take() {
             pool.cluster.release_connection();
             inc(&pool.cluster.stats.upstream_cx_destroy);
-            pool.connection_closed();
+            if !self.http2 {
+                pool.connection_closed();
+            }
         }
     }
 }
@@ -422,17 +627,22 @@ impl Release {
 }
 
 pin_project_lite::pin_project! {
-    /// An upstream HTTP/1.1 response body that returns its connection to the pool at its end.
-    /// Dropped early, the connection is closed instead (its state is unknown).
+    /// An upstream response body: holds the request's `max_requests` slot until its end and,
+    /// on HTTP/1.1, then returns its connection to the pool. Dropped early, the connection is
+    /// closed instead (its state is unknown).
     struct PooledBody {
         #[pin]
         inner: Incoming,
+        permit: Option<Permit>,
         release: Option<Release>,
     }
 
     impl PinnedDrop for PooledBody {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            // The request ends before its connection serves another (Envoy closes the stream,
+            // then attaches the next pending one).
+            this.permit.take();
             // Bodies known to be empty (204, HEAD, content-length: 0) are never polled to the
             // end; their connection is still reusable.
             if this.inner.is_end_stream()
@@ -456,11 +666,13 @@ impl HttpBody for PooledBody {
         let polled = this.inner.poll_frame(cx);
         match &polled {
             Poll::Ready(None) => {
+                this.permit.take();
                 if let Some(r) = this.release.as_mut() {
                     r.done();
                 }
             }
             Poll::Ready(Some(Err(_))) => {
+                this.permit.take();
                 this.release.take();
             }
             _ => {}
@@ -474,5 +686,297 @@ impl HttpBody for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use weft_proxy_config::model::{
+        Cluster, Discovery, DnsLookupFamily, Thresholds, UpstreamProtocol,
+    };
+    use weft_test_support::{HttpServer, HttpServerHandle};
+
+    use super::*;
+    use crate::http::local_reply::full;
+
+    fn cluster(limits: Thresholds, protocol: UpstreamProtocol) -> Arc<ClusterShared> {
+        let config = Cluster {
+            name: "c".into(),
+            discovery: Discovery::Static,
+            connect_timeout: Duration::from_secs(1),
+            lb: weft_proxy_lb::LbConfig::default().validate().unwrap(),
+            localities: vec![],
+            circuit_breakers: limits,
+            outlier_detection: None,
+            health_checks: vec![],
+            tls: None,
+            protocol,
+            idle_timeout: Duration::from_secs(60),
+            max_requests_per_connection: None,
+            dns_refresh_rate: Duration::from_secs(5),
+            dns_lookup_family: DnsLookupFamily::V4Only,
+            original_dst_use_http_header: false,
+            per_connection_buffer_limit_bytes: 1 << 20,
+        };
+        super::super::ClusterRuntime::new(Arc::new(config), None)
+            .shared
+            .clone()
+    }
+
+    fn limits(connections: u32, pending: u32, requests: u32) -> Thresholds {
+        Thresholds {
+            max_connections: connections,
+            max_pending_requests: pending,
+            max_requests: requests,
+            max_retries: 3,
+        }
+    }
+
+    fn stat(c: &ClusterShared, name: &str) -> u64 {
+        c.stats
+            .counters()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .unwrap()
+    }
+
+    fn get(server: &HttpServerHandle, http2: bool, delay_ms: u64) -> Request<Body> {
+        let uri = if http2 {
+            format!("http://{}/", server.addr())
+        } else {
+            "/".to_owned()
+        };
+        let mut req = Request::get(uri)
+            .header("x-test-delay-ms", delay_ms.to_string())
+            .body(full(""))
+            .unwrap();
+        if !http2 {
+            req.headers_mut()
+                .insert(http::header::HOST, "test".parse().unwrap());
+        }
+        req
+    }
+
+    /// One request through the pool to its end: the status, or the checkout's failure.
+    async fn request(
+        pool: &Arc<HostPool>,
+        server: &HttpServerHandle,
+        http2: bool,
+        delay_ms: u64,
+    ) -> Result<u16, UpstreamError> {
+        let checkout = pool.checkout(http2).await?;
+        let resp = checkout
+            .send(get(server, http2, delay_ms))
+            .await
+            .map_err(|e| e.error)?;
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await.unwrap();
+        Ok(status)
+    }
+
+    async fn h1_server() -> HttpServerHandle {
+        HttpServer::builder().name("a").http1().start().await
+    }
+
+    #[tokio::test]
+    async fn a_second_http1_request_waits_pending_and_is_served_when_the_first_ends() {
+        let server = h1_server().await;
+        let c = cluster(limits(1, 1, 1), UpstreamProtocol::Http1);
+        let pool = HostPool::new(server.addr(), c.clone());
+        let (a, b) = tokio::join!(request(&pool, &server, false, 200), async {
+            // Once the first is on its connection (before, it is pending itself).
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            request(&pool, &server, false, 0).await
+        });
+        assert_eq!((a, b), (Ok(200), Ok(200)));
+        assert_eq!(stat(&c, "upstream_rq_pending_overflow"), 0);
+        assert_eq!(stat(&c, "upstream_rq_pending_total"), 2);
+        assert_eq!(stat(&c, "upstream_cx_overflow"), 1);
+        assert_eq!(stat(&c, "upstream_cx_total"), 1);
+        assert_eq!(stat(&c, "upstream_rq_total"), 2);
+        assert_eq!(server.connection_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_third_http1_request_overflows_the_pending_queue() {
+        let server = h1_server().await;
+        let c = cluster(limits(1, 1, 1), UpstreamProtocol::Http1);
+        let pool = HostPool::new(server.addr(), c.clone());
+        let (a, b, third) = tokio::join!(
+            request(&pool, &server, false, 200),
+            async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                request(&pool, &server, false, 0).await
+            },
+            async {
+                // Once the first is on its connection and the second pending.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                request(&pool, &server, false, 0).await
+            }
+        );
+        assert_eq!((a, b), (Ok(200), Ok(200)));
+        assert_eq!(
+            third,
+            Err(UpstreamError::Overflow(Overflow::PendingRequests))
+        );
+        assert_eq!(stat(&c, "upstream_rq_pending_overflow"), 1);
+        assert_eq!(stat(&c, "upstream_rq_total"), 2);
+    }
+
+    #[tokio::test]
+    async fn max_requests_is_checked_when_a_connection_is_ready_not_before() {
+        let server = h1_server().await;
+        let c = cluster(limits(2, 10, 1), UpstreamProtocol::Http1);
+        let pool = HostPool::new(server.addr(), c.clone());
+        let first = pool.checkout(false).await.unwrap();
+        let resp = first.send(get(&server, false, 0)).await.unwrap();
+        // The first response's headers are in but its body is not read: still active.
+        assert_eq!(c.stats.upstream_rq_active.load(Ordering::Relaxed), 1);
+        // The second waits as pending while a second connection opens, then overflows on it.
+        let second = pool.checkout(false).await;
+        assert_eq!(
+            second.err(),
+            Some(UpstreamError::Overflow(Overflow::Requests))
+        );
+        assert_eq!(stat(&c, "upstream_rq_pending_total"), 2);
+        assert_eq!(stat(&c, "upstream_rq_pending_overflow"), 1);
+        assert_eq!(stat(&c, "upstream_cx_total"), 2);
+        // An idle connection at the limit overflows too, and stays in the pool.
+        assert_eq!(
+            pool.checkout(false).await.err(),
+            Some(UpstreamError::Overflow(Overflow::Requests))
+        );
+        assert_eq!(pool.h1.lock().idle.len(), 1);
+        resp.into_body().collect().await.unwrap();
+        assert_eq!(c.stats.upstream_rq_active.load(Ordering::Relaxed), 0);
+        assert_eq!(request(&pool, &server, false, 0).await, Ok(200));
+        assert_eq!(stat(&c, "upstream_cx_total"), 2);
+    }
+
+    #[tokio::test]
+    async fn without_a_pending_slot_a_request_cannot_wait_even_for_a_new_connection() {
+        let server = h1_server().await;
+        let c = cluster(limits(10, 0, 10), UpstreamProtocol::Http1);
+        let pool = HostPool::new(server.addr(), c.clone());
+        assert_eq!(
+            request(&pool, &server, false, 0).await,
+            Err(UpstreamError::Overflow(Overflow::PendingRequests))
+        );
+        assert_eq!(stat(&c, "upstream_cx_total"), 0);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_without_connections_opens_one_over_max_connections() {
+        let a = h1_server().await;
+        let b = h1_server().await;
+        let c = cluster(limits(1, 10, 10), UpstreamProtocol::Http1);
+        let pool_a = HostPool::new(a.addr(), c.clone());
+        let pool_b = HostPool::new(b.addr(), c.clone());
+        let (ra, rb) = tokio::join!(request(&pool_a, &a, false, 200), async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            request(&pool_b, &b, false, 0).await
+        });
+        assert_eq!((ra, rb), (Ok(200), Ok(200)));
+        assert_eq!(stat(&c, "upstream_cx_overflow"), 1);
+        assert_eq!(b.connection_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_connection_fails_every_pending_request() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = dead.local_addr().unwrap();
+        drop(dead);
+        let c = cluster(limits(1, 10, 10), UpstreamProtocol::Http1);
+        let pool = HostPool::new(addr, c.clone());
+        let (a, b) = tokio::join!(pool.checkout(false), pool.checkout(false));
+        assert!(matches!(a.err(), Some(UpstreamError::ConnectFailure(_))));
+        assert!(matches!(b.err(), Some(UpstreamError::ConnectFailure(_))));
+        assert_eq!(stat(&c, "upstream_rq_pending_failure_eject"), 2);
+        assert_eq!(stat(&c, "upstream_cx_total"), 1);
+        assert_eq!(
+            c.stats.upstream_rq_pending_active.load(Ordering::Relaxed),
+            0
+        );
+        // The slot came back: the next request may try again.
+        tokio::task::yield_now().await;
+        assert_eq!(c.stats.upstream_cx_active.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn http2_streams_overflow_max_requests_at_once_and_hold_it_until_the_body_ends() {
+        let server = HttpServer::builder().name("a").http2().start().await;
+        let c = cluster(limits(1, 10, 1), UpstreamProtocol::Http2);
+        let pool = HostPool::new(server.addr(), c.clone());
+        let resp = pool
+            .checkout(true)
+            .await
+            .unwrap()
+            .send(get(&server, true, 0))
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(
+            pool.checkout(true).await.err(),
+            Some(UpstreamError::Overflow(Overflow::Requests))
+        );
+        assert_eq!(stat(&c, "upstream_rq_pending_overflow"), 1);
+        resp.into_body().collect().await.unwrap();
+        assert_eq!(request(&pool, &server, true, 0).await, Ok(200));
+        assert_eq!(server.connection_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn http2_requests_are_pending_while_the_connection_opens() {
+        let server = HttpServer::builder().name("a").http2().start().await;
+        let c = cluster(limits(1, 1, 10), UpstreamProtocol::Http2);
+        let pool = HostPool::new(server.addr(), c.clone());
+        // Both ask before the connection is up: only one may wait for it.
+        let (a, b) = tokio::join!(
+            request(&pool, &server, true, 0),
+            request(&pool, &server, true, 0)
+        );
+        assert_eq!(a, Ok(200));
+        assert_eq!(b, Err(UpstreamError::Overflow(Overflow::PendingRequests)));
+        // Once it is up, requests multiplex on it without waiting.
+        let (a, b) = tokio::join!(
+            request(&pool, &server, true, 100),
+            request(&pool, &server, true, 0)
+        );
+        assert_eq!((a, b), (Ok(200), Ok(200)));
+        assert_eq!(stat(&c, "upstream_rq_pending_total"), 1);
+        assert_eq!(server.connection_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn two_http1_requests_at_the_same_moment_overflow_while_the_connection_opens() {
+        // The first is pending until its connection is up, so with one pending slot the
+        // second has nowhere to wait: Envoy's order of checks, not a weft quirk.
+        let server = h1_server().await;
+        let c = cluster(limits(1, 1, 1), UpstreamProtocol::Http1);
+        let pool = HostPool::new(server.addr(), c.clone());
+        let (a, b) = tokio::join!(
+            request(&pool, &server, false, 0),
+            request(&pool, &server, false, 0)
+        );
+        assert_eq!(a, Ok(200));
+        assert_eq!(b, Err(UpstreamError::Overflow(Overflow::PendingRequests)));
+        assert_eq!(stat(&c, "upstream_cx_overflow"), 0);
+    }
+
+    #[tokio::test]
+    async fn an_http2_endpoint_opens_its_connection_even_over_max_connections() {
+        let a = HttpServer::builder().name("a").http2().start().await;
+        let b = HttpServer::builder().name("b").http2().start().await;
+        let c = cluster(limits(1, 10, 10), UpstreamProtocol::Http2);
+        let pool_a = HostPool::new(a.addr(), c.clone());
+        let pool_b = HostPool::new(b.addr(), c.clone());
+        assert_eq!(request(&pool_a, &a, true, 0).await, Ok(200));
+        assert_eq!(request(&pool_b, &b, true, 0).await, Ok(200));
+        assert_eq!(stat(&c, "upstream_cx_overflow"), 1);
     }
 }

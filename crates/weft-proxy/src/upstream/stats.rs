@@ -40,6 +40,7 @@ define_stats!(ClusterStats {
         upstream_rq_completed,
         upstream_rq_pending_total,
         upstream_rq_pending_overflow,
+        upstream_rq_pending_failure_eject,
         upstream_rq_retry,
         upstream_rq_retry_success,
         upstream_rq_retry_overflow,
