@@ -288,6 +288,9 @@ async fn serve(args: Args, source: Source) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .is_some();
     let bootstrap = Arc::new(arc_swap::ArcSwap::from_pointee(loaded.bootstrap.clone()));
+    // What the xDS client runs, once there is one (for /config_dump).
+    let running: Arc<std::sync::OnceLock<watch::Receiver<Arc<weft_proxy_config::DynamicDump>>>> =
+        Arc::default();
     let (quit_tx, mut quit_rx) = watch::channel(false);
     let drain_time = Duration::from_secs(args.drain_time_s);
     let admin = Arc::new(AdminContext {
@@ -295,7 +298,15 @@ async fn serve(args: Args, source: Source) -> Result<(), String> {
         state: AtomicU8::new(server_state::PRE_INITIALIZING),
         config_dump: {
             let bootstrap = bootstrap.clone();
-            Box::new(move || weft_proxy_config::config_dump(&bootstrap.load(), &now_rfc3339()))
+            let running = running.clone();
+            Box::new(move || match running.get() {
+                Some(dynamic) => weft_proxy_config::config_dump_with(
+                    &bootstrap.load(),
+                    &dynamic.borrow(),
+                    &now_rfc3339(),
+                ),
+                None => weft_proxy_config::config_dump(&bootstrap.load(), &now_rfc3339()),
+            })
         },
         quit: quit_tx,
         drain_time,
@@ -317,6 +328,7 @@ async fn serve(args: Args, source: Source) -> Result<(), String> {
             weft_proxy_xds::AdsClient::new(proxy.clone(), loaded.bootstrap, loaded.base)
                 .map_err(|e| e.to_string())?;
         client.apply_static().await?;
+        let _ = running.set(client.running());
         // Ready once the control plane's first configuration is applied (or its initial
         // fetch timed out), as Envoy's /ready.
         let mut initialized = client.initialized();

@@ -191,6 +191,38 @@ spec:
     assert_eq!(others, BTreeMap::from([("v1".to_owned(), 10)]));
     let anonymous = env.spread(10, &[]).await;
     assert_eq!(anonymous, BTreeMap::from([("v1".to_owned(), 10)]));
+
+    // The sidecar's admin /config_dump shows what it runs from the control plane, in Envoy's
+    // shape (what `istioctl proxy-config` reads).
+    let dump = http1_get(env.client.admin, "admin", "/config_dump", &[])
+        .await
+        .unwrap()
+        .json();
+    let section = |ty: &str, key: &str| -> Vec<serde_json::Value> {
+        dump["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["@type"].as_str().unwrap().ends_with(&format!(".{ty}")))
+            .and_then(|c| c[key].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let routes: Vec<String> = section("RoutesConfigDump", "dynamic_route_configs")
+        .iter()
+        .map(|r| r["route_config"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        routes.contains(&format!("{}:9080", env.net.ip(1, 1))),
+        "{routes:?}"
+    );
+    let clusters: Vec<String> = section("ClustersConfigDump", "dynamic_active_clusters")
+        .iter()
+        .map(|c| c["cluster"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        clusters.contains(&"outbound|9080|v2|reviews.demo.svc.cluster.local".to_owned()),
+        "{clusters:?}"
+    );
     env.finish().await;
 }
 both!(header_routing);

@@ -21,7 +21,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prost::Message;
-use prost_reflect::{DynamicMessage, SerializeOptions};
 use serde_json::{Value, json};
 use weft_xds::ads::{AdsServer, ConnectionStatus};
 use weft_xds::resources::TypeUrl;
@@ -157,17 +156,7 @@ fn id_matches(node_id: &str, short: &str) -> bool {
 
 /// A protobuf message as Envoy's JSON (proto field names, `Any`s expanded with `@type`).
 fn to_json<M: Message>(full_name: &str, m: &M) -> Value {
-    let Ok(desc) = weft_proxy_config::message(full_name) else {
-        return Value::Null;
-    };
-    match DynamicMessage::decode(desc, m.encode_to_vec().as_slice()) {
-        Ok(dm) => {
-            let opts = SerializeOptions::new().use_proto_field_name(true);
-            dm.serialize_with_options(serde_json::value::Serializer, &opts)
-                .unwrap_or(Value::Null)
-        }
-        Err(_) => Value::Null,
-    }
+    weft_proxy_config::message_json(full_name, &m.encode_to_vec())
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {

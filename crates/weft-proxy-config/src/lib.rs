@@ -29,7 +29,7 @@ pub mod xds;
 pub use any::unpack;
 pub use convert::{convert_bootstrap, load_bootstrap};
 pub use descriptors::{message, pool};
-pub use dump::config_dump;
+pub use dump::{DynamicDump, config_dump, config_dump_with, message_json};
 pub use error::{ConfigError, ErrorKind};
 pub use parse::parse_bootstrap;
 pub use xds::{XdsError, XdsResources, convert_xds};

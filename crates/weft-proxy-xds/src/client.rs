@@ -71,6 +71,7 @@ pub struct AdsClient {
     state: XdsState,
     stats: Arc<XdsStats>,
     initialized: watch::Sender<bool>,
+    running: watch::Sender<Arc<weft_proxy_config::DynamicDump>>,
 }
 
 impl AdsClient {
@@ -86,12 +87,20 @@ impl AdsClient {
         let exported = stats.clone();
         proxy.add_stat_source(Arc::new(move || exported.export()));
         let (initialized, _) = watch::channel(false);
+        let (running, _) = watch::channel(Arc::default());
         Ok(AdsClient {
             proxy,
             state,
             stats,
             initialized,
+            running,
         })
+    }
+
+    /// What runs from the control plane (updated after every applied configuration), for
+    /// the admin `/config_dump`.
+    pub fn running(&self) -> watch::Receiver<Arc<weft_proxy_config::DynamicDump>> {
+        self.running.subscribe()
     }
 
     /// The client's counters.
@@ -241,11 +250,14 @@ impl AdsClient {
     ) {
         if outcome.apply {
             match self.state.config() {
-                Ok(config) => {
-                    if let Err(e) = self.proxy.apply(config).await {
+                Ok(config) => match self.proxy.apply(config).await {
+                    Ok(()) => {
+                        self.running.send_replace(Arc::new(self.state.dump()));
+                    }
+                    Err(e) => {
                         tracing::error!(error = %e, "xDS configuration not applied; keeping the running one");
                     }
-                }
+                },
                 Err(e) => {
                     tracing::error!(error = %e, "xDS configuration does not convert; keeping the running one");
                 }

@@ -314,6 +314,36 @@ impl XdsState {
         .min()
     }
 
+    /// What is running from the control plane, with the version of the response that brought
+    /// each type, for the admin `/config_dump`.
+    pub fn dump(&self) -> weft_proxy_config::DynamicDump {
+        let mut routes: Vec<_> = self.latest.routes.values().cloned().collect();
+        routes.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut endpoints: Vec<_> = self.latest.endpoints.values().cloned().collect();
+        endpoints.sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
+        let v = |kind| self.version(kind).to_owned();
+        weft_proxy_config::DynamicDump {
+            clusters: self
+                .active_clusters
+                .iter()
+                .map(|c| (v(ResourceType::Cluster), c.clone()))
+                .collect(),
+            listeners: self
+                .active_listeners
+                .iter()
+                .map(|l| (v(ResourceType::Listener), l.clone()))
+                .collect(),
+            routes: routes
+                .into_iter()
+                .map(|r| (v(ResourceType::RouteConfiguration), r))
+                .collect(),
+            endpoints: endpoints
+                .into_iter()
+                .map(|e| (v(ResourceType::ClusterLoadAssignment), e))
+                .collect(),
+        }
+    }
+
     /// The configuration to run now: the bootstrap's static resources, the active (warm)
     /// clusters and listeners, and the routes and endpoints received. Listeners whose source
     /// and routes did not change since the last call keep their previous `Arc`, so
