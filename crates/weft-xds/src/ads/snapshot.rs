@@ -1,11 +1,12 @@
 //! A proxy's translated resources, encoded once and versioned per resource, so every stream
 //! can compare what it sent with what is current without re-encoding.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
+use parking_lot::Mutex;
 use xxhash_rust::xxh64::xxh64;
 
 use crate::resources::{Resources, TypeUrl};
@@ -21,14 +22,62 @@ pub struct Versioned {
     pub resource: Any,
 }
 
+/// Which resources of a type a stream subscribes to: `None` is wildcard (everything), else
+/// the names. Streams that subscribe to the same names share one set (see
+/// [`super::Interner`]), which also makes the set's address a cheap cache key.
+pub type Selection = Option<Arc<BTreeSet<String>>>;
+
 /// Every resource of one type, by name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TypeSnapshot {
     /// Resources by name (sorted, so responses are deterministic).
     pub resources: BTreeMap<String, Versioned>,
+    /// Versions of selections already computed (a thousand streams subscribing to the same
+    /// names ask for the same version on every push).
+    versions: VersionMemo,
+}
+
+/// Memoized [`set_version`]s by selection. Not part of a snapshot's value: clones start
+/// empty and every memo compares equal.
+#[derive(Debug, Default)]
+struct VersionMemo(Mutex<Vec<(Selection, String)>>);
+
+/// Distinct selections remembered per type snapshot; beyond, the memo starts over.
+const MEMO_LIMIT: usize = 64;
+
+impl Clone for VersionMemo {
+    fn clone(&self) -> Self {
+        VersionMemo::default()
+    }
+}
+
+impl PartialEq for VersionMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl TypeSnapshot {
+    /// The [`set_version`] of what `selection` selects, computed once per selection (by the
+    /// selection's address: interned selections are shared).
+    pub fn version_of(&self, selection: &Selection) -> String {
+        let same = |s: &Selection| match (s, selection) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if let Some((_, v)) = self.versions.0.lock().iter().find(|(s, _)| same(s)) {
+            return v.clone();
+        }
+        let version = set_version(self.select(selection.as_deref()));
+        let mut memo = self.versions.0.lock();
+        if memo.len() >= MEMO_LIMIT {
+            memo.clear();
+        }
+        memo.push((selection.clone(), version.clone()));
+        version
+    }
+
     /// The resources a subscription selects (`None`: wildcard, everything).
     pub fn select<'a>(
         &'a self,
@@ -43,8 +92,9 @@ impl TypeSnapshot {
 /// A proxy's whole configuration, encoded.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// By type.
-    pub types: BTreeMap<TypeUrl, TypeSnapshot>,
+    /// By type. Shared between snapshots with equal content (see [`super::Interner`]), so
+    /// a stream can tell an unchanged type by its address.
+    pub types: BTreeMap<TypeUrl, Arc<TypeSnapshot>>,
     /// The typed resources, for debug dumps (`proxy-config`).
     pub resources: Arc<Resources>,
 }
@@ -65,7 +115,7 @@ impl Snapshot {
                     },
                 );
             }
-            types.insert(t, snap);
+            types.insert(t, Arc::new(snap));
         }
         Snapshot {
             types,
@@ -75,10 +125,15 @@ impl Snapshot {
 
     /// Resources of type `t`.
     pub fn of(&self, t: TypeUrl) -> &TypeSnapshot {
-        static EMPTY: std::sync::OnceLock<TypeSnapshot> = std::sync::OnceLock::new();
+        self.shared(t)
+    }
+
+    /// Resources of type `t`, shared.
+    pub fn shared(&self, t: TypeUrl) -> &Arc<TypeSnapshot> {
+        static EMPTY: std::sync::OnceLock<Arc<TypeSnapshot>> = std::sync::OnceLock::new();
         self.types
             .get(&t)
-            .unwrap_or_else(|| EMPTY.get_or_init(TypeSnapshot::default))
+            .unwrap_or_else(|| EMPTY.get_or_init(Arc::default))
     }
 }
 
