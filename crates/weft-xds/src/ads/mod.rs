@@ -422,9 +422,7 @@ impl AggregatedDiscoveryService for AdsServer {
             run_sotw(&server, &reg, &node, first, inbound, tx).await;
             tracing::info!(node = %node.id, "proxy disconnected");
         });
-        Ok(Response::new(Box::pin(
-            ReceiverStream::new(rx).map(|(response, _taken)| response),
-        )))
+        Ok(Response::new(Box::pin(TakenOnPoll::new(rx))))
     }
 
     async fn delta_aggregated_resources(
@@ -464,14 +462,52 @@ impl AggregatedDiscoveryService for AdsServer {
             run_delta(&server, &reg, &node, first, inbound, tx).await;
             tracing::info!(node = %node.id, "proxy disconnected");
         });
-        Ok(Response::new(Box::pin(
-            ReceiverStream::new(rx).map(|(response, _taken)| response),
-        )))
+        Ok(Response::new(Box::pin(TakenOnPoll::new(rx))))
     }
 }
 
-/// A response on its way to the transport, with a token dropped when the transport takes it.
+/// A response on its way to the transport, with a token dropped when the transport asks for
+/// the next one.
 type Outbound<M> = (Result<M, Status>, Option<oneshot::Sender<()>>);
+
+/// A stream's responses for the transport. The token of a response is dropped when the
+/// transport polls for the next one: HTTP/2 asks for more body only once what it buffered
+/// for the stream has mostly been written, so a push keeps its slot (see
+/// [`PUSHES_IN_FLIGHT`]) until its bytes are nearly on the wire, not merely queued.
+#[derive(Debug)]
+struct TakenOnPoll<M> {
+    inner: ReceiverStream<Outbound<M>>,
+    held: Option<oneshot::Sender<()>>,
+}
+
+impl<M> TakenOnPoll<M> {
+    fn new(rx: mpsc::Receiver<Outbound<M>>) -> TakenOnPoll<M> {
+        TakenOnPoll {
+            inner: ReceiverStream::new(rx),
+            held: None,
+        }
+    }
+}
+
+impl<M> Stream for TakenOnPoll<M> {
+    type Item = Result<M, Status>;
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.held = None;
+        match this.inner.poll_next_unpin(cx) {
+            std::task::Poll::Ready(Some((item, token))) => {
+                this.held = token;
+                std::task::Poll::Ready(Some(item))
+            }
+            std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
 
 /// Pushes being built or waiting for the transport at once, server-wide. Responses are copies
 /// of the shared snapshots; without a bound, a thousand proxies connecting together would
