@@ -169,7 +169,7 @@ impl AdsServer {
     /// the same).
     pub async fn resources_for(&self, node: &ProxyNode) -> Arc<Resources> {
         let state = self.inner.mesh.borrow().clone();
-        state.snapshot(node).await.resources.clone()
+        Arc::new(state.snapshot(node).await.resources())
     }
 
     fn register(

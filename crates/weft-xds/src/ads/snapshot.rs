@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
 use parking_lot::Mutex;
+use prost::Message;
 use xxhash_rust::xxh64::xxh64;
 
 use crate::resources::{Resources, TypeUrl};
@@ -95,17 +96,22 @@ pub struct Snapshot {
     /// By type. Shared between snapshots with equal content (see [`super::Interner`]), so
     /// a stream can tell an unchanged type by its address.
     pub types: BTreeMap<TypeUrl, Arc<TypeSnapshot>>,
-    /// The typed resources, for debug dumps (`proxy-config`).
-    pub resources: Arc<Resources>,
+    /// Names per type in translation order, so [`Snapshot::resources`] gives back what
+    /// translation produced, in its order. The typed resources are not kept: they take
+    /// several times the memory of their encoding and only debug dumps read them.
+    order: BTreeMap<TypeUrl, Vec<String>>,
 }
 
 impl Snapshot {
     /// Encodes and versions `resources`.
     pub fn new(resources: Resources) -> Snapshot {
         let mut types = BTreeMap::new();
+        let mut order = BTreeMap::new();
         for t in TypeUrl::ALL {
             let mut snap = TypeSnapshot::default();
+            let mut names = Vec::new();
             for (name, any) in resources.encode(t) {
+                names.push(name.clone());
                 let version = format!("{:016x}", xxh64(&any.value, 0));
                 snap.resources.insert(
                     name,
@@ -116,10 +122,28 @@ impl Snapshot {
                 );
             }
             types.insert(t, Arc::new(snap));
+            order.insert(t, names);
         }
-        Snapshot {
-            types,
-            resources: Arc::new(resources),
+        Snapshot { types, order }
+    }
+
+    /// The typed resources (decoded again from their encoding), for debug dumps.
+    pub fn resources(&self) -> Resources {
+        fn decode<M: Message + Default>(snap: &Snapshot, t: TypeUrl) -> Vec<M> {
+            let of = snap.of(t);
+            snap.order
+                .get(&t)
+                .into_iter()
+                .flatten()
+                .filter_map(|name| of.resources.get(name))
+                .filter_map(|v| M::decode(v.resource.value.as_slice()).ok())
+                .collect()
+        }
+        Resources {
+            listeners: decode(self, TypeUrl::Listener),
+            routes: decode(self, TypeUrl::Route),
+            clusters: decode(self, TypeUrl::Cluster),
+            endpoints: decode(self, TypeUrl::Endpoint),
         }
     }
 

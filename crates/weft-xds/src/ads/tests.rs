@@ -244,13 +244,13 @@ async fn shared(mesh: Mesh, a: &ProxyNode, b: &ProxyNode) -> bool {
     let (x, y) = (state.snapshot(a).await, state.snapshot(b).await);
     // Sharing must never change what a proxy gets.
     assert_eq!(
-        *x.resources,
+        x.resources(),
         translate::translate(&state.mesh, a),
         "shared translation differs from {}'s own",
         a.id
     );
     assert_eq!(
-        *y.resources,
+        y.resources(),
         translate::translate(&state.mesh, b),
         "shared translation differs from {}'s own",
         b.id
