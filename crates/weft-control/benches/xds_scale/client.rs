@@ -271,7 +271,11 @@ async fn run_sotw(i: usize, ns: &str, channel: Channel, shared: &Shared) -> Resu
     let (tx, rx) = mpsc::channel::<DiscoveryRequest>(64);
     let send = |r: DiscoveryRequest| {
         let tx = tx.clone();
-        async move { tx.send(r).await.map_err(|_| "request channel closed".to_owned()) }
+        async move {
+            tx.send(r)
+                .await
+                .map_err(|_| "request channel closed".to_owned())
+        }
     };
     send(DiscoveryRequest {
         node: Some(node(i, ns)),
@@ -354,7 +358,11 @@ async fn run_delta(i: usize, ns: &str, channel: Channel, shared: &Shared) -> Res
     let (tx, rx) = mpsc::channel::<DeltaDiscoveryRequest>(64);
     let send = |r: DeltaDiscoveryRequest| {
         let tx = tx.clone();
-        async move { tx.send(r).await.map_err(|_| "request channel closed".to_owned()) }
+        async move {
+            tx.send(r)
+                .await
+                .map_err(|_| "request channel closed".to_owned())
+        }
     };
     send(DeltaDiscoveryRequest {
         node: Some(node(i, ns)),

@@ -68,7 +68,10 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value\n{}", usage()));
+        let mut value = || {
+            it.next()
+                .ok_or(format!("{flag} needs a value\n{}", usage()))
+        };
         let num = |v: String| v.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
             // cargo bench passes --bench to harness-less benchmarks.
@@ -203,8 +206,7 @@ fn ready(addr: SocketAddr) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s
-        .write_all(b"GET /ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    if s.write_all(b"GET /ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;
@@ -257,7 +259,8 @@ async fn run(args: Args) -> Result<(), String> {
         );
         println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|");
     }
-    let secs = |d: Option<Duration>| d.map_or("timeout".to_owned(), |d| format!("{:.2}", d.as_secs_f64()));
+    let secs =
+        |d: Option<Duration>| d.map_or("timeout".to_owned(), |d| format!("{:.2}", d.as_secs_f64()));
     println!(
         "| {n} | {} | {mode} | {} ({}) | {} | {:.0} | {:.1} | {:.1} | {:.1} |",
         args.shape.services,
@@ -345,7 +348,13 @@ async fn measure(args: &Args, dir: &Path, n: usize) -> Result<Measured, String> 
     for i in 0..n {
         let ns = args.shape.namespace_of(i);
         let ch = channels[i / args.streams_per_connection].clone();
-        tasks.push(tokio::spawn(client::run(i, ns, args.mode, ch, shared.clone())));
+        tasks.push(tokio::spawn(client::run(
+            i,
+            ns,
+            args.mode,
+            ch,
+            shared.clone(),
+        )));
     }
     let mut failures = Vec::new();
     let mut synced = HashSet::new();
@@ -364,6 +373,11 @@ async fn measure(args: &Args, dir: &Path, n: usize) -> Result<Measured, String> 
     );
     tokio::time::sleep(args.settle).await;
     let cold_bytes = shared.bytes.load(Ordering::Relaxed);
+    let after_cold = usage_of(&pid, ticks);
+    eprintln!(
+        "after cold start: peak RSS {:.0} MB, RSS now {:.0} MB, CPU {:.1} s",
+        after_cold.peak_rss_mb, after_cold.rss_mb, after_cold.cpu_s
+    );
 
     // One service changes.
     let before = shared.bytes.load(Ordering::Relaxed);
@@ -395,6 +409,10 @@ async fn measure(args: &Args, dir: &Path, n: usize) -> Result<Measured, String> 
         [0, 1, 2, 3].map(|i| (after_by_type[i] - before_by_type[i]) / n.max(1) as u64)
     );
     let usage = usage_of(&pid, ticks);
+    eprintln!(
+        "after the change: peak RSS {:.0} MB, RSS now {:.0} MB, CPU {:.1} s",
+        usage.peak_rss_mb, usage.rss_mb, usage.cpu_s
+    );
     for t in &tasks {
         t.abort();
     }

@@ -54,10 +54,7 @@ impl Held {
 
     fn names(&self) -> Vec<&String> {
         match &self.base {
-            Some((snap, selection)) => snap
-                .select(selection.as_deref())
-                .map(|(n, _)| n)
-                .collect(),
+            Some((snap, selection)) => snap.select(selection.as_deref()).map(|(n, _)| n).collect(),
             None => self.map.keys().collect(),
         }
     }
@@ -201,8 +198,7 @@ impl DeltaStream {
         if let Some(names) = names {
             state.names = self.interner.names(Arc::unwrap_or_clone(names));
         }
-        if !req.resource_names_subscribe.is_empty() || !req.resource_names_unsubscribe.is_empty()
-        {
+        if !req.resource_names_subscribe.is_empty() || !req.resource_names_unsubscribe.is_empty() {
             state.held.settled = false;
         }
         if matches!(kind, RequestKind::Nack(_)) || !subscribed_changed {

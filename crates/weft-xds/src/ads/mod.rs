@@ -3,8 +3,11 @@
 //!
 //! [`AdsServer`] holds the current [`Mesh`]; [`AdsServer::set_mesh`] replaces it and every
 //! stream recomputes its proxy's resources and sends what changed. Translations are shared by
-//! proxies that look the same to translation (same namespace, labels, kind, addresses...), so
-//! a thousand replicas of one workload cost one translation per change.
+//! proxies that look the same to translation (same namespace, labels, kind...; names and
+//! addresses only where they matter, see `MeshState::key`), so a thousand replicas cost one
+//! translation per change. Subscriptions and unchanged per-type snapshots are shared too
+//! ([`Interner`]), responses are framed in buffers of their own size ([`transport`]) and at
+//! most a few pushes are in flight at once.
 
 pub mod delta;
 pub mod snapshot;
@@ -16,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::SystemTime;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
@@ -124,14 +127,12 @@ impl AdsServer {
     /// generation.
     pub fn set_mesh(&self, mesh: Mesh) -> u64 {
         let generation = self.generation() + 1;
-        self.inner
-            .mesh
-            .send_replace(Arc::new(MeshState::new(
-                generation,
-                Arc::new(mesh),
-                self.inner.interner.clone(),
-                self.inner.translators.clone(),
-            )));
+        self.inner.mesh.send_replace(Arc::new(MeshState::new(
+            generation,
+            Arc::new(mesh),
+            self.inner.interner.clone(),
+            self.inner.translators.clone(),
+        )));
         generation
     }
 

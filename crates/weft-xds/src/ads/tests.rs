@@ -240,7 +240,12 @@ spec: {address: 10.0.0.1, labels: {app: web}}
 ";
 
 async fn shared(mesh: Mesh, a: &ProxyNode, b: &ProxyNode) -> bool {
-    let state = Arc::new(MeshState::new(1, Arc::new(mesh), Arc::default(), Arc::new(Semaphore::new(1))));
+    let state = Arc::new(MeshState::new(
+        1,
+        Arc::new(mesh),
+        Arc::default(),
+        Arc::new(Semaphore::new(1)),
+    ));
     let (x, y) = (state.snapshot(a).await, state.snapshot(b).await);
     // Sharing must never change what a proxy gets.
     assert_eq!(

@@ -30,7 +30,8 @@ use tonic_prost::ProstCodec;
 
 use super::AdsServer;
 
-const SOTW_PATH: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 const DELTA_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
@@ -106,24 +107,25 @@ where
     M: Message + 'static,
     S: Stream<Item = Result<M, Status>> + Send + 'static,
 {
-    let frames = messages
-        .map(Some)
-        .chain(stream::once(async { None }))
-        .scan(false, |ended, item| {
-            let out = match (*ended, item) {
-                (true, _) => None,
-                (false, Some(Ok(m))) => Some(Ok::<_, Infallible>(Frame::data(frame(&m)))),
-                (false, Some(Err(status))) => {
-                    *ended = true;
-                    Some(Ok(Frame::trailers(trailers(&status))))
-                }
-                (false, None) => {
-                    *ended = true;
-                    Some(Ok(Frame::trailers(trailers(&Status::ok("")))))
-                }
-            };
-            std::future::ready(out)
-        });
+    let frames =
+        messages
+            .map(Some)
+            .chain(stream::once(async { None }))
+            .scan(false, |ended, item| {
+                let out = match (*ended, item) {
+                    (true, _) => None,
+                    (false, Some(Ok(m))) => Some(Ok::<_, Infallible>(Frame::data(frame(&m)))),
+                    (false, Some(Err(status))) => {
+                        *ended = true;
+                        Some(Ok(Frame::trailers(trailers(&status))))
+                    }
+                    (false, None) => {
+                        *ended = true;
+                        Some(Ok(Frame::trailers(trailers(&Status::ok("")))))
+                    }
+                };
+                std::future::ready(out)
+            });
     let mut response = http::Response::new(Body::new(StreamBody::new(frames)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

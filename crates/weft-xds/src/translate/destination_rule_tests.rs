@@ -113,7 +113,12 @@ fn most_specific_host_wins() {
 #[test]
 fn ties_go_to_load_order_and_exact_names_match_case_insensitively() {
     let yaml = [
-        rule("first", "bookinfo", "Reviews.Bookinfo.svc.cluster.local", ""),
+        rule(
+            "first",
+            "bookinfo",
+            "Reviews.Bookinfo.svc.cluster.local",
+            "",
+        ),
         rule("second", "bookinfo", HOST, ""),
         rule("wild", "bookinfo", "*.bookinfo.svc.cluster.local", ""),
     ]

@@ -414,7 +414,11 @@ impl<'a> Scope<'a> {
             .get(&(ns, host.to_ascii_lowercase()))
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let wildcard = index.wildcard.get(ns).map(Vec::as_slice).unwrap_or_default();
+        let wildcard = index
+            .wildcard
+            .get(ns)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let mut best: Option<((bool, usize), FoundRule<'a>)> = None;
         for candidates in [exact, wildcard] {
             for r in candidates {
