@@ -513,7 +513,7 @@ impl<M> Stream for TakenOnPoll<M> {
 /// Pushes being built or waiting for the transport at once, server-wide. Responses are copies
 /// of the shared snapshots; without a bound, a thousand proxies connecting together would
 /// each hold a copy of their whole configuration at the same time.
-const PUSHES_IN_FLIGHT: usize = 16;
+const PUSHES_IN_FLIGHT: usize = 4;
 
 /// Longest a push keeps its slot waiting for a proxy that does not read.
 const PUSH_SLOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
