@@ -11,10 +11,12 @@
 //! because a proxy warms updated clusters (listeners) until their endpoints (routes) arrive.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
-use super::snapshot::{Snapshot, set_version};
+use super::Interner;
+use super::snapshot::{Selection, Snapshot};
 use super::status::TypeStatus;
 use crate::resources::TypeUrl;
 
@@ -22,7 +24,7 @@ use crate::resources::TypeUrl;
 #[derive(Debug, Default)]
 struct TypeState {
     /// `None`: wildcard.
-    names: Option<BTreeSet<String>>,
+    names: Selection,
     /// Content version of the last response (`set_version` of what was sent).
     sent_content: Option<String>,
     status: TypeStatus,
@@ -33,6 +35,7 @@ struct TypeState {
 pub struct SotwStream {
     types: BTreeMap<TypeUrl, TypeState>,
     nonce: u64,
+    interner: Arc<Interner>,
 }
 
 /// What a request turned out to be.
@@ -49,6 +52,14 @@ pub enum RequestKind {
 }
 
 impl SotwStream {
+    /// A stream sharing subscription sets through `interner`.
+    pub fn new(interner: Arc<Interner>) -> SotwStream {
+        SotwStream {
+            interner,
+            ..SotwStream::default()
+        }
+    }
+
     /// Handles a request against the current snapshot.
     pub fn on_request(
         &mut self,
@@ -73,9 +84,19 @@ impl SotwStream {
             state.status.acked_version = req.version_info.clone();
             state.status.last_nack = None;
         }
-        let names = subscription(t, &req.resource_names);
-        let changed = names != state.names;
-        state.names = names;
+        let wildcard = req.resource_names.iter().any(|n| n == "*")
+            || (req.resource_names.is_empty() && t.wildcard_by_default());
+        let changed = match (&state.names, wildcard) {
+            (None, true) => false,
+            (Some(known), false) => !same_names(known, &req.resource_names),
+            _ => true,
+        };
+        if changed {
+            state.names = (!wildcard).then(|| {
+                self.interner
+                    .names(req.resource_names.iter().cloned().collect())
+            });
+        }
         if !first && !changed {
             return (RequestKind::Ok, Vec::new());
         }
@@ -126,8 +147,7 @@ impl SotwStream {
         let Some(state) = self.types.get_mut(&t) else {
             return false;
         };
-        let selected = snap.of(t).select(state.names.as_ref());
-        let version = set_version(selected);
+        let version = snap.of(t).version_of(&state.names);
         if !force && state.sent_content.as_deref() == Some(version.as_str()) {
             return false;
         }
@@ -135,7 +155,7 @@ impl SotwStream {
         let nonce = self.nonce.to_string();
         let resources: Vec<_> = snap
             .of(t)
-            .select(state.names.as_ref())
+            .select(state.names.as_deref())
             .map(|(_, v)| v.resource.clone())
             .collect();
         state.status.sent_version = version.clone();
@@ -154,11 +174,12 @@ impl SotwStream {
     }
 }
 
-/// The names a request subscribes to (`None`: everything).
-fn subscription(t: TypeUrl, names: &[String]) -> Option<BTreeSet<String>> {
-    if names.iter().any(|n| n == "*") || (names.is_empty() && t.wildcard_by_default()) {
-        None
+/// Whether a request's names are `known` (without building a set when the request lists
+/// them sorted, as Envoy does).
+fn same_names(known: &BTreeSet<String>, names: &[String]) -> bool {
+    if names.windows(2).all(|w| w[0] < w[1]) {
+        known.len() == names.len() && known.iter().zip(names).all(|(a, b)| a == b)
     } else {
-        Some(names.iter().cloned().collect())
+        *known == names.iter().cloned().collect::<BTreeSet<_>>()
     }
 }

@@ -222,3 +222,141 @@ fn delta_nack_resends_on_next_change() {
         "the rejected resources are sent again"
     );
 }
+
+const SE: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web.shop.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: web}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: web-1, namespace: shop}
+spec: {address: 10.0.0.1, labels: {app: web}}
+";
+
+async fn shared(mesh: Mesh, a: &ProxyNode, b: &ProxyNode) -> bool {
+    let state = Arc::new(MeshState::new(
+        1,
+        Arc::new(mesh),
+        Arc::default(),
+        Arc::new(Semaphore::new(1)),
+    ));
+    let (x, y) = (state.snapshot(a).await, state.snapshot(b).await);
+    // Sharing must never change what a proxy gets.
+    assert_eq!(
+        x.resources(),
+        translate::translate(&state.mesh, a),
+        "shared translation differs from {}'s own",
+        a.id
+    );
+    assert_eq!(
+        y.resources(),
+        translate::translate(&state.mesh, b),
+        "shared translation differs from {}'s own",
+        b.id
+    );
+    Arc::ptr_eq(&x, &y)
+}
+
+#[tokio::test]
+async fn proxies_without_a_workload_share_a_translation_whatever_their_name_and_ip() {
+    use crate::translate::testing::{mesh, sidecar};
+    let a = sidecar("shop", "client-a", "10.9.0.1", &[("app", "client")]);
+    let b = sidecar("shop", "client-b", "10.9.0.2", &[("app", "client")]);
+    assert!(shared(mesh(SE), &a, &b).await);
+
+    // Another namespace, other labels or another address family: translated separately.
+    let other_ns = sidecar("bank", "client-a", "10.9.0.1", &[("app", "client")]);
+    assert!(!shared(mesh(SE), &a, &other_ns).await);
+    let other_labels = sidecar("shop", "client-b", "10.9.0.2", &[("app", "other")]);
+    assert!(!shared(mesh(SE), &a, &other_labels).await);
+    let v6 = sidecar("shop", "client-b", "fd00::2", &[("app", "client")]);
+    assert!(!shared(mesh(SE), &a, &v6).await);
+}
+
+#[tokio::test]
+async fn proxies_the_registry_knows_or_that_bind_their_address_are_translated_alone() {
+    use crate::translate::testing::{mesh, sidecar};
+    let client = sidecar("shop", "client-b", "10.9.0.2", &[("app", "web")]);
+    // Found by name, and by address: their inbound listeners are theirs.
+    let by_name = sidecar("shop", "web-1", "10.9.0.1", &[("app", "web")]);
+    assert!(!shared(mesh(SE), &by_name, &client).await);
+    let by_ip = sidecar("shop", "web-x", "10.0.0.1", &[("app", "web")]);
+    assert!(!shared(mesh(SE), &by_ip, &client).await);
+
+    // A Sidecar with ingress listeners binds the node's address.
+    let sc = format!(
+        "{SE}---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: default, namespace: shop}}
+spec:
+  ingress:
+  - port: {{number: 9080, protocol: HTTP, name: http}}
+    defaultEndpoint: 0.0.0.0:9080
+"
+    );
+    let a = sidecar("shop", "client-a", "10.9.0.1", &[("app", "client")]);
+    let b = sidecar("shop", "client-b", "10.9.0.2", &[("app", "client")]);
+    assert!(!shared(mesh(&sc), &a, &b).await);
+}
+
+#[test]
+fn delta_same_snapshot_again_is_quiet_but_a_resubscribed_missing_name_is_reported_again() {
+    let interner = Arc::new(Interner::default());
+    let s = Arc::new(interner.snapshot(snap(&[("a", 1)])));
+    let mut st = DeltaStream::new(interner.clone());
+    let (_, out) = st.on_request(&dreq(TypeUrl::Endpoint, &["a", "gone"], &[], ""), &s);
+    assert_eq!(out[0].resources.len(), 1);
+    assert_eq!(out[0].removed_resources, vec!["gone".to_string()]);
+    // The same content again (a new generation that changed other proxies' resources).
+    let again = interner.snapshot(snap(&[("a", 1)]));
+    assert!(Arc::ptr_eq(
+        again.shared(TypeUrl::Endpoint),
+        s.shared(TypeUrl::Endpoint)
+    ));
+    assert!(st.on_snapshot(&again).is_empty());
+    // Dropping and asking again for the missing name: told again.
+    let (_, out) = st.on_request(&dreq(TypeUrl::Endpoint, &[], &["gone"], ""), &again);
+    assert!(out.is_empty());
+    let (_, out) = st.on_request(&dreq(TypeUrl::Endpoint, &["gone"], &[], ""), &again);
+    assert_eq!(out[0].removed_resources, vec!["gone".to_string()]);
+    assert!(out[0].resources.is_empty(), "a is still held");
+    // Dropping a held name and asking again: sent again.
+    let (_, out) = st.on_request(&dreq(TypeUrl::Endpoint, &[], &["a"], ""), &again);
+    assert!(out.is_empty());
+    let (_, out) = st.on_request(&dreq(TypeUrl::Endpoint, &["a"], &[], ""), &again);
+    assert_eq!(out[0].resources.len(), 1);
+}
+
+#[test]
+fn interned_subscriptions_and_types_are_shared() {
+    let interner = Interner::default();
+    let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let a = interner.names(set(&["x", "y"]));
+    let b = interner.names(set(&["y", "x"]));
+    assert!(Arc::ptr_eq(&a, &b));
+    assert!(!Arc::ptr_eq(&a, &interner.names(set(&["x"]))));
+
+    let one = interner.snapshot(snap(&[("a", 1)]));
+    let two = interner.snapshot(snap(&[("a", 2)]));
+    assert!(Arc::ptr_eq(
+        one.shared(TypeUrl::Listener),
+        two.shared(TypeUrl::Listener)
+    ));
+    assert!(!Arc::ptr_eq(
+        one.shared(TypeUrl::Cluster),
+        two.shared(TypeUrl::Cluster)
+    ));
+    // SotW streams subscribed to the same names get the same memoized version.
+    let sel = Some(a);
+    assert_eq!(
+        one.of(TypeUrl::Cluster).version_of(&sel),
+        snapshot::set_version(one.of(TypeUrl::Cluster).select(sel.as_deref()))
+    );
+}

@@ -109,3 +109,35 @@ fn most_specific_host_wins() {
     let other = rule("short", "client", "reviews", "");
     assert_eq!(chosen(&other, "client", &[]), None);
 }
+
+#[test]
+fn ties_go_to_load_order_and_exact_names_match_case_insensitively() {
+    let yaml = [
+        rule(
+            "first",
+            "bookinfo",
+            "Reviews.Bookinfo.svc.cluster.local",
+            "",
+        ),
+        rule("second", "bookinfo", HOST, ""),
+        rule("wild", "bookinfo", "*.bookinfo.svc.cluster.local", ""),
+    ]
+    .concat();
+    assert_eq!(chosen(&yaml, "bookinfo", &[]).as_deref(), Some("first"));
+    // A workload-selecting wildcard beats an exact rule without a selector.
+    let selecting = [
+        rule("exact", "client", HOST, ""),
+        rule(
+            "selecting-wild",
+            "client",
+            "*.svc.cluster.local",
+            "  workloadSelector:\n    matchLabels: {app: ratings}\n",
+        ),
+    ]
+    .concat();
+    assert_eq!(
+        chosen(&selecting, "client", &[("app", "ratings")]).as_deref(),
+        Some("selecting-wild")
+    );
+    assert_eq!(chosen(&selecting, "client", &[]).as_deref(), Some("exact"));
+}

@@ -1,6 +1,7 @@
 //! What one proxy can see: its workload, the Sidecar resource that applies to it, the services
 //! visible to it, its inbound ports and (for gateways) the Gateway servers it runs.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use weft_api::Loaded;
@@ -36,6 +37,26 @@ pub struct Scope<'a> {
     pub egress: Vec<EgressScope<'a>>,
     /// Ports the proxy receives traffic on for its own application.
     pub inbound: Vec<InboundPort>,
+    /// DestinationRules by namespace and host, built on first lookup.
+    rules: std::sync::OnceLock<RuleIndex<'a>>,
+}
+
+/// The mesh's DestinationRules, in load order, by namespace: exact hosts by lowercased name
+/// (host matching is case-insensitive for exact names), wildcard hosts in a list. Looking up
+/// a host then costs the rules naming it instead of every rule in the mesh, which made
+/// translation quadratic in services.
+#[derive(Debug, Default)]
+struct RuleIndex<'a> {
+    exact: HashMap<(&'a str, String), Vec<IndexedRule<'a>>>,
+    wildcard: HashMap<&'a str, Vec<IndexedRule<'a>>>,
+}
+
+#[derive(Debug)]
+struct IndexedRule<'a> {
+    entry: &'a Loaded,
+    rule: &'a DestinationRule,
+    /// The rule's host with a short name resolved in its namespace.
+    host: String,
 }
 
 /// A port the proxy receives traffic on for its own application.
@@ -112,6 +133,7 @@ impl<'a> Scope<'a> {
             services,
             egress,
             inbound: Vec::new(),
+            rules: std::sync::OnceLock::new(),
         };
         scope.inbound = scope.compute_inbound();
         scope
@@ -383,36 +405,70 @@ impl<'a> Scope<'a> {
         host: &str,
     ) -> Option<(&'a Loaded, &'a DestinationRule)> {
         let own = self.node.namespace.as_str();
+        let index = self.rules.get_or_init(|| RuleIndex::new(self.mesh));
+        // Exact and wildcard rules never tie (an exact host's specificity is usize::MAX), so
+        // the best of each list, first in load order among equals, then the better of the
+        // two, is the best in load order over all rules.
+        let exact = index
+            .exact
+            .get(&(ns, host.to_ascii_lowercase()))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let wildcard = index
+            .wildcard
+            .get(ns)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let mut best: Option<((bool, usize), FoundRule<'a>)> = None;
-        for (entry, dr) in self.mesh.config.of::<DestinationRule>() {
-            if entry.resource.namespace() != ns || !exported_to(&dr.export_to, ns, own) {
-                continue;
-            }
-            if let Some(sel) = &dr.workload_selector
-                && (ns != own
-                    || !sel
-                        .match_labels
-                        .iter()
-                        .all(|(k, v)| self.node.labels.get(k) == Some(v)))
-            {
-                continue;
-            }
-            let dr_host = resolve_short_name(&dr.host, ns);
-            if !host_matches(&dr_host, host) {
-                continue;
-            }
-            // Exact beats wildcard; a longer wildcard beats a shorter one.
-            let specificity = if dr_host.starts_with('*') {
-                dr_host.len()
-            } else {
-                usize::MAX
-            };
-            let key = (dr.workload_selector.is_some(), specificity);
-            if best.as_ref().is_none_or(|(k, _)| key > *k) {
-                best = Some((key, (entry, dr)));
+        for candidates in [exact, wildcard] {
+            for r in candidates {
+                let dr = r.rule;
+                if !exported_to(&dr.export_to, ns, own) {
+                    continue;
+                }
+                if let Some(sel) = &dr.workload_selector
+                    && (ns != own
+                        || !sel
+                            .match_labels
+                            .iter()
+                            .all(|(k, v)| self.node.labels.get(k) == Some(v)))
+                {
+                    continue;
+                }
+                if !host_matches(&r.host, host) {
+                    continue;
+                }
+                // Exact beats wildcard; a longer wildcard beats a shorter one.
+                let specificity = if r.host.starts_with('*') {
+                    r.host.len()
+                } else {
+                    usize::MAX
+                };
+                let key = (dr.workload_selector.is_some(), specificity);
+                if best.as_ref().is_none_or(|(k, _)| key > *k) {
+                    best = Some((key, (r.entry, dr)));
+                }
             }
         }
         best.map(|(_, found)| found)
+    }
+}
+
+impl<'a> RuleIndex<'a> {
+    fn new(mesh: &'a Mesh) -> RuleIndex<'a> {
+        let mut index = RuleIndex::default();
+        for (entry, rule) in mesh.config.of::<DestinationRule>() {
+            let ns = entry.resource.namespace();
+            let host = resolve_short_name(&rule.host, ns);
+            let indexed = IndexedRule { entry, rule, host };
+            if indexed.host.starts_with('*') {
+                index.wildcard.entry(ns).or_default().push(indexed);
+            } else {
+                let key = (ns, indexed.host.to_ascii_lowercase());
+                index.exact.entry(key).or_default().push(indexed);
+            }
+        }
+        index
     }
 }
 

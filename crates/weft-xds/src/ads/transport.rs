@@ -1,0 +1,185 @@
+//! The ADS gRPC service with response framing done here rather than by tonic's generic
+//! encoder.
+//!
+//! tonic encodes every response of a stream into one growing buffer and hands out slices of
+//! it, so a stream keeps an allocation as large as its largest response for as long as it is
+//! open: with a thousand proxies whose route configuration is a megabyte, that is gigabytes
+//! held for nothing. Here each response is encoded into its own buffer of exactly its size,
+//! freed as soon as it is written. Requests are decoded by tonic as before; the protocol on
+//! the wire is unchanged (gRPC framing, `grpc-status` trailers).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use futures_util::{Stream, StreamExt, stream};
+use http_body::Frame;
+use http_body_util::StreamBody;
+use prost::Message;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codec::{Codec, Streaming};
+use tonic::metadata::MetadataMap;
+use tonic::server::NamedService;
+use tonic_prost::ProstCodec;
+
+use super::AdsServer;
+
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+/// Largest request accepted (a SotW EDS request lists every cluster name).
+const MAX_REQUEST: usize = 16 << 20;
+
+/// The ADS service to mount on a tonic server (see [`AdsServer::service`]).
+#[derive(Debug, Clone)]
+pub struct AdsService {
+    server: AdsServer,
+}
+
+impl AdsService {
+    pub(super) fn new(server: AdsServer) -> AdsService {
+        AdsService { server }
+    }
+}
+
+impl NamedService for AdsService {
+    const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+impl tower::Service<http::Request<Body>> for AdsService {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> BoxFuture {
+        let server = self.server.clone();
+        Box::pin(async move {
+            let path = req.uri().path().to_owned();
+            let (parts, body) = req.into_parts();
+            let metadata = MetadataMap::from_headers(parts.headers);
+            let response = match path.as_str() {
+                SOTW_PATH => {
+                    let mut codec = ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default();
+                    let inbound =
+                        Streaming::new_request(codec.decoder(), body, None, Some(MAX_REQUEST));
+                    let request = tonic::Request::from_parts(metadata, parts.extensions, inbound);
+                    match server.stream_aggregated_resources(request).await {
+                        Ok(r) => respond(r.into_inner()),
+                        Err(status) => status.into_http(),
+                    }
+                }
+                DELTA_PATH => {
+                    let mut codec =
+                        ProstCodec::<DeltaDiscoveryResponse, DeltaDiscoveryRequest>::default();
+                    let inbound =
+                        Streaming::new_request(codec.decoder(), body, None, Some(MAX_REQUEST));
+                    let request = tonic::Request::from_parts(metadata, parts.extensions, inbound);
+                    match server.delta_aggregated_resources(request).await {
+                        Ok(r) => respond(r.into_inner()),
+                        Err(status) => status.into_http(),
+                    }
+                }
+                _ => Status::unimplemented(format!("no method {path}")).into_http(),
+            };
+            Ok(response)
+        })
+    }
+}
+
+/// A gRPC response streaming `messages`, ending with the `grpc-status` trailers of the first
+/// error or of success.
+fn respond<M, S>(messages: S) -> http::Response<Body>
+where
+    M: Message + 'static,
+    S: Stream<Item = Result<M, Status>> + Send + 'static,
+{
+    let frames =
+        messages
+            .map(Some)
+            .chain(stream::once(async { None }))
+            .scan(false, |ended, item| {
+                let out = match (*ended, item) {
+                    (true, _) => None,
+                    (false, Some(Ok(m))) => Some(Ok::<_, Infallible>(Frame::data(frame(&m)))),
+                    (false, Some(Err(status))) => {
+                        *ended = true;
+                        Some(Ok(Frame::trailers(trailers(&status))))
+                    }
+                    (false, None) => {
+                        *ended = true;
+                        Some(Ok(Frame::trailers(trailers(&Status::ok("")))))
+                    }
+                };
+                std::future::ready(out)
+            });
+    let mut response = http::Response::new(Body::new(StreamBody::new(frames)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
+/// `m` as one gRPC message (uncompressed flag, big-endian length, bytes) in a buffer of
+/// exactly that size.
+fn frame<M: Message>(m: &M) -> Bytes {
+    let len = m.encoded_len();
+    let mut buf = BytesMut::with_capacity(len + 5);
+    buf.put_u8(0);
+    buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+    // Cannot fail: the buffer has room for the whole message.
+    let _ = m.encode(&mut buf);
+    buf.freeze()
+}
+
+fn trailers(status: &Status) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    if status.add_header(&mut headers).is_err() {
+        headers.insert(
+            "grpc-status",
+            http::HeaderValue::from(tonic::Code::Internal as i32),
+        );
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_flag_length_and_message() {
+        let m = DiscoveryResponse {
+            version_info: "v1".into(),
+            ..Default::default()
+        };
+        let f = frame(&m);
+        assert_eq!(f[0], 0);
+        let len = u32::from_be_bytes([f[1], f[2], f[3], f[4]]) as usize;
+        assert_eq!(len, m.encoded_len());
+        assert_eq!(f.len(), len + 5);
+        assert_eq!(DiscoveryResponse::decode(&f[5..]).unwrap(), m);
+    }
+
+    #[test]
+    fn errors_end_the_stream_in_trailers() {
+        let mut h = trailers(&Status::invalid_argument("bad node"));
+        assert_eq!(h.remove("grpc-status").unwrap(), "3");
+        let h = trailers(&Status::ok(""));
+        assert_eq!(h.get("grpc-status").unwrap(), "0");
+    }
+}
