@@ -390,46 +390,86 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let peer = request.remote_addr();
-        let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(16);
-        let server = self.clone();
-        tokio::spawn(async move {
-            let first = match inbound.message().await {
-                Ok(Some(m)) => m,
-                _ => return,
-            };
-            let node = match first
-                .node
-                .as_ref()
-                .ok_or(crate::node::NodeError::Missing)
-                .and_then(ProxyNode::from_node)
-            {
-                Ok(n) => n,
-                Err(e) => {
-                    server
-                        .inner
-                        .stats
-                        .refused_streams
-                        .fetch_add(1, Ordering::Relaxed);
-                    let _ = tx
-                        .send((Err(Status::invalid_argument(e.to_string())), None))
-                        .await;
-                    return;
-                }
-            };
-            tracing::info!(node = %node.id, ?peer, "proxy connected (sotw)");
-            let reg = server.register(&node, peer, Mode::Sotw);
-            run_sotw(&server, &reg, &node, first, inbound, tx).await;
-            tracing::info!(node = %node.id, "proxy disconnected");
-        });
-        Ok(Response::new(Box::pin(TakenOnPoll::new(rx))))
+        Ok(self.open::<sotw::SotwStream>(request))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(self.open::<delta::DeltaStream>(request))
+    }
+}
+
+/// What differs between the two protocol variants: their messages and state machines.
+trait Protocol: Send + 'static {
+    type Req: Message + Send + 'static;
+    type Resp: Message + Send + 'static;
+    const MODE: Mode;
+    fn new(interner: Arc<Interner>) -> Self;
+    fn node(req: &Self::Req) -> Option<&envoy_types::pb::envoy::config::core::v3::Node>;
+    fn req_type(req: &Self::Req) -> &str;
+    fn resp_type(resp: &Self::Resp) -> &str;
+    fn on_request(&mut self, req: &Self::Req, snap: &Snapshot) -> (RequestKind, Vec<Self::Resp>);
+    fn on_snapshot(&mut self, snap: &Snapshot) -> Vec<Self::Resp>;
+    fn status(&self) -> BTreeMap<TypeUrl, TypeStatus>;
+}
+
+macro_rules! protocol {
+    ($stream:ty, $req:ty, $resp:ty, $mode:expr) => {
+        impl Protocol for $stream {
+            type Req = $req;
+            type Resp = $resp;
+            const MODE: Mode = $mode;
+            fn new(interner: Arc<Interner>) -> Self {
+                <$stream>::new(interner)
+            }
+            fn node(req: &Self::Req) -> Option<&envoy_types::pb::envoy::config::core::v3::Node> {
+                req.node.as_ref()
+            }
+            fn req_type(req: &Self::Req) -> &str {
+                &req.type_url
+            }
+            fn resp_type(resp: &Self::Resp) -> &str {
+                &resp.type_url
+            }
+            fn on_request(
+                &mut self,
+                req: &Self::Req,
+                snap: &Snapshot,
+            ) -> (RequestKind, Vec<Self::Resp>) {
+                <$stream>::on_request(self, req, snap)
+            }
+            fn on_snapshot(&mut self, snap: &Snapshot) -> Vec<Self::Resp> {
+                <$stream>::on_snapshot(self, snap)
+            }
+            fn status(&self) -> BTreeMap<TypeUrl, TypeStatus> {
+                <$stream>::status(self)
+            }
+        }
+    };
+}
+
+protocol!(
+    sotw::SotwStream,
+    DiscoveryRequest,
+    DiscoveryResponse,
+    Mode::Sotw
+);
+protocol!(
+    delta::DeltaStream,
+    DeltaDiscoveryRequest,
+    DeltaDiscoveryResponse,
+    Mode::Delta
+);
+
+impl AdsServer {
+    /// Serves one stream: the first request must name the node; then requests and mesh
+    /// changes drive the protocol's state machine until either side goes away.
+    fn open<P: Protocol>(
+        &self,
+        request: Request<Streaming<P::Req>>,
+    ) -> Response<BoxStream<P::Resp>> {
         let peer = request.remote_addr();
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
@@ -439,9 +479,7 @@ impl AggregatedDiscoveryService for AdsServer {
                 Ok(Some(m)) => m,
                 _ => return,
             };
-            let node = match first
-                .node
-                .as_ref()
+            let node = match P::node(&first)
                 .ok_or(crate::node::NodeError::Missing)
                 .and_then(ProxyNode::from_node)
             {
@@ -458,12 +496,12 @@ impl AggregatedDiscoveryService for AdsServer {
                     return;
                 }
             };
-            tracing::info!(node = %node.id, ?peer, "proxy connected (delta)");
-            let reg = server.register(&node, peer, Mode::Delta);
-            run_delta(&server, &reg, &node, first, inbound, tx).await;
+            tracing::info!(node = %node.id, ?peer, mode = P::MODE.as_str(), "proxy connected");
+            let reg = server.register(&node, peer, P::MODE);
+            run::<P>(&server, &reg, &node, first, inbound, tx).await;
             tracing::info!(node = %node.id, "proxy disconnected");
         });
-        Ok(Response::new(Box::pin(TakenOnPoll::new(rx))))
+        Response::new(Box::pin(TakenOnPoll::new(rx)))
     }
 }
 
@@ -527,19 +565,17 @@ impl AdsServer {
 
 /// Sends `responses`, then waits (bounded) until the transport took the last one before
 /// giving up `slot`; false when the proxy is gone.
-async fn send_all<M: Message>(
+async fn send_all<P: Protocol>(
     server: &AdsServer,
-    mode: Mode,
-    tx: &mpsc::Sender<Outbound<M>>,
-    responses: Vec<M>,
-    type_of: impl Fn(&M) -> &str,
+    tx: &mpsc::Sender<Outbound<P::Resp>>,
+    responses: Vec<P::Resp>,
     slot: Option<OwnedSemaphorePermit>,
 ) -> bool {
     let count = responses.len();
     let mut taken = None;
     for (i, r) in responses.into_iter().enumerate() {
-        if let Some(t) = TypeUrl::parse(type_of(&r)) {
-            server.count(mode, t, r.encoded_len());
+        if let Some(t) = TypeUrl::parse(P::resp_type(&r)) {
+            server.count(P::MODE, t, r.encoded_len());
         }
         let token = (i + 1 == count).then(|| {
             let (token, rx) = oneshot::channel();
@@ -570,25 +606,25 @@ fn log_request(server: &AdsServer, node: &ProxyNode, type_url: &str, kind: &Requ
     }
 }
 
-async fn run_sotw(
+async fn run<P: Protocol>(
     server: &AdsServer,
     reg: &Registration,
     node: &ProxyNode,
-    first: DiscoveryRequest,
-    mut inbound: Streaming<DiscoveryRequest>,
-    tx: mpsc::Sender<Outbound<DiscoveryResponse>>,
+    first: P::Req,
+    mut inbound: Streaming<P::Req>,
+    tx: mpsc::Sender<Outbound<P::Resp>>,
 ) {
     let mut mesh_rx = server.inner.mesh.subscribe();
     let mut state_now = mesh_rx.borrow_and_update().clone();
     let mut snap = state_now.snapshot(node).await;
-    let mut stream = sotw::SotwStream::new(server.inner.interner.clone());
+    let mut stream = P::new(server.inner.interner.clone());
     let mut next = Some(first);
     loop {
         if let Some(req) = next.take() {
             let slot = server.push_slot().await;
             let (kind, out) = stream.on_request(&req, &snap);
-            log_request(server, node, &req.type_url, &kind);
-            if !send_all(server, Mode::Sotw, &tx, out, |r| &r.type_url, slot).await {
+            log_request(server, node, P::req_type(&req), &kind);
+            if !send_all::<P>(server, &tx, out, slot).await {
                 return;
             }
         }
@@ -610,56 +646,7 @@ async fn run_sotw(
                 snap = state_now.snapshot(node).await;
                 let slot = server.push_slot().await;
                 let out = stream.on_snapshot(&snap);
-                if !send_all(server, Mode::Sotw, &tx, out, |r| &r.type_url, slot).await {
-                    return;
-                }
-            }
-            () = tx.closed() => return,
-        }
-    }
-}
-
-async fn run_delta(
-    server: &AdsServer,
-    reg: &Registration,
-    node: &ProxyNode,
-    first: DeltaDiscoveryRequest,
-    mut inbound: Streaming<DeltaDiscoveryRequest>,
-    tx: mpsc::Sender<Outbound<DeltaDiscoveryResponse>>,
-) {
-    let mut mesh_rx = server.inner.mesh.subscribe();
-    let mut state_now = mesh_rx.borrow_and_update().clone();
-    let mut snap = state_now.snapshot(node).await;
-    let mut stream = delta::DeltaStream::new(server.inner.interner.clone());
-    let mut next = Some(first);
-    loop {
-        if let Some(req) = next.take() {
-            let slot = server.push_slot().await;
-            let (kind, out) = stream.on_request(&req, &snap);
-            log_request(server, node, &req.type_url, &kind);
-            if !send_all(server, Mode::Delta, &tx, out, |r| &r.type_url, slot).await {
-                return;
-            }
-        }
-        publish(reg, state_now.generation, stream.status());
-        tokio::select! {
-            msg = inbound.message() => match msg {
-                Ok(Some(req)) => next = Some(req),
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::debug!(node = %node.id, error = %e, "stream error");
-                    return;
-                }
-            },
-            changed = mesh_rx.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                state_now = mesh_rx.borrow_and_update().clone();
-                snap = state_now.snapshot(node).await;
-                let slot = server.push_slot().await;
-                let out = stream.on_snapshot(&snap);
-                if !send_all(server, Mode::Delta, &tx, out, |r| &r.type_url, slot).await {
+                if !send_all::<P>(server, &tx, out, slot).await {
                     return;
                 }
             }
