@@ -102,36 +102,56 @@ impl tower::Service<http::Request<Body>> for AdsService {
 
 /// A gRPC response streaming `messages`, ending with the `grpc-status` trailers of the first
 /// error or of success.
+///
+/// Each message goes out in [`CHUNK`]-sized data frames. HTTP/2 asks the body for its next
+/// frame only when the stream has send capacity again, so a large response is pulled as the
+/// proxy reads it instead of being buffered whole inside HTTP/2, and the next message (with
+/// it the push slot of the previous one, see `TakenOnPoll`) is taken only once the last chunk
+/// is nearly on the wire. Without this, a thousand slow readers each held a complete
+/// configuration in HTTP/2's send buffer.
 fn respond<M, S>(messages: S) -> http::Response<Body>
 where
     M: Message + 'static,
     S: Stream<Item = Result<M, Status>> + Send + 'static,
 {
-    let frames =
-        messages
-            .map(Some)
-            .chain(stream::once(async { None }))
-            .scan(false, |ended, item| {
-                let out = match (*ended, item) {
-                    (true, _) => None,
-                    (false, Some(Ok(m))) => Some(Ok::<_, Infallible>(Frame::data(frame(&m)))),
-                    (false, Some(Err(status))) => {
-                        *ended = true;
-                        Some(Ok(Frame::trailers(trailers(&status))))
-                    }
-                    (false, None) => {
-                        *ended = true;
-                        Some(Ok(Frame::trailers(trailers(&Status::ok("")))))
-                    }
-                };
-                std::future::ready(out)
-            });
+    let frames = messages
+        .map(Some)
+        .chain(stream::once(async { None }))
+        .scan(false, |ended, item| {
+            let out = match (*ended, item) {
+                (true, _) => None,
+                (false, Some(Ok(m))) => Some(chunks(frame(&m)).map(Frame::data).collect()),
+                (false, Some(Err(status))) => {
+                    *ended = true;
+                    Some(vec![Frame::trailers(trailers(&status))])
+                }
+                (false, None) => {
+                    *ended = true;
+                    Some(vec![Frame::trailers(trailers(&Status::ok("")))])
+                }
+            };
+            std::future::ready(out)
+        })
+        .flat_map(|frames: Vec<Frame<Bytes>>| {
+            stream::iter(frames.into_iter().map(Ok::<_, Infallible>))
+        });
     let mut response = http::Response::new(Body::new(StreamBody::new(frames)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/grpc"),
     );
     response
+}
+
+/// Size of the data frames a response is written in.
+const CHUNK: usize = 64 * 1024;
+
+/// `bytes` in [`CHUNK`]-sized slices (sharing its allocation).
+fn chunks(bytes: Bytes) -> impl Iterator<Item = Bytes> {
+    let len = bytes.len();
+    (0..len)
+        .step_by(CHUNK)
+        .map(move |start| bytes.slice(start..(start + CHUNK).min(len)))
 }
 
 /// `m` as one gRPC message (uncompressed flag, big-endian length, bytes) in a buffer of
@@ -173,6 +193,20 @@ mod tests {
         assert_eq!(len, m.encoded_len());
         assert_eq!(f.len(), len + 5);
         assert_eq!(DiscoveryResponse::decode(&f[5..]).unwrap(), m);
+    }
+
+    #[test]
+    fn large_frames_go_out_in_chunks() {
+        let m = DiscoveryResponse {
+            version_info: "x".repeat(3 * CHUNK + 10),
+            ..Default::default()
+        };
+        let f = frame(&m);
+        let parts: Vec<Bytes> = chunks(f.clone()).collect();
+        assert_eq!(parts.len(), 4);
+        assert!(parts.iter().all(|p| p.len() <= CHUNK));
+        assert_eq!(parts.concat(), f.to_vec());
+        assert_eq!(chunks(Bytes::new()).count(), 0);
     }
 
     #[test]
