@@ -390,19 +390,19 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(self.open::<sotw::SotwStream>(request))
+        Ok(self.open::<sotw::SotwStream, _>(request))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(self.open::<delta::DeltaStream>(request))
+        Ok(self.open::<delta::DeltaStream, _>(request))
     }
 }
 
 /// What differs between the two protocol variants: their messages and state machines.
-trait Protocol: Send + 'static {
+pub(crate) trait Protocol: Send + 'static {
     type Req: Message + Send + 'static;
     type Resp: Message + Send + 'static;
     const MODE: Mode;
@@ -466,17 +466,18 @@ protocol!(
 impl AdsServer {
     /// Serves one stream: the first request must name the node; then requests and mesh
     /// changes drive the protocol's state machine until either side goes away.
-    fn open<P: Protocol>(
-        &self,
-        request: Request<Streaming<P::Req>>,
-    ) -> Response<BoxStream<P::Resp>> {
+    pub(crate) fn open<P, S>(&self, request: Request<S>) -> Response<BoxStream<P::Resp>>
+    where
+        P: Protocol,
+        S: Stream<Item = Result<P::Req, Status>> + Unpin + Send + 'static,
+    {
         let peer = request.remote_addr();
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let server = self.clone();
         tokio::spawn(async move {
-            let first = match inbound.message().await {
-                Ok(Some(m)) => m,
+            let first = match inbound.next().await {
+                Some(Ok(m)) => m,
                 _ => return,
             };
             let node = match P::node(&first)
@@ -498,7 +499,7 @@ impl AdsServer {
             };
             tracing::info!(node = %node.id, ?peer, mode = P::MODE.as_str(), "proxy connected");
             let reg = server.register(&node, peer, P::MODE);
-            run::<P>(&server, &reg, &node, first, inbound, tx).await;
+            run::<P, S>(&server, &reg, &node, first, inbound, tx).await;
             tracing::info!(node = %node.id, "proxy disconnected");
         });
         Response::new(Box::pin(TakenOnPoll::new(rx)))
@@ -606,14 +607,17 @@ fn log_request(server: &AdsServer, node: &ProxyNode, type_url: &str, kind: &Requ
     }
 }
 
-async fn run<P: Protocol>(
+async fn run<P, S>(
     server: &AdsServer,
     reg: &Registration,
     node: &ProxyNode,
     first: P::Req,
-    mut inbound: Streaming<P::Req>,
+    mut inbound: S,
     tx: mpsc::Sender<Outbound<P::Resp>>,
-) {
+) where
+    P: Protocol,
+    S: Stream<Item = Result<P::Req, Status>> + Unpin,
+{
     let mut mesh_rx = server.inner.mesh.subscribe();
     let mut state_now = mesh_rx.borrow_and_update().clone();
     let mut snap = state_now.snapshot(node).await;
@@ -630,10 +634,10 @@ async fn run<P: Protocol>(
         }
         publish(reg, state_now.generation, stream.status());
         tokio::select! {
-            msg = inbound.message() => match msg {
-                Ok(Some(req)) => next = Some(req),
-                Ok(None) => return,
-                Err(e) => {
+            msg = inbound.next() => match msg {
+                Some(Ok(req)) => next = Some(req),
+                None => return,
+                Some(Err(e)) => {
                     tracing::debug!(node = %node.id, error = %e, "stream error");
                     return;
                 }

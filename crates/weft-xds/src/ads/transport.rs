@@ -12,21 +12,16 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{BufMut, Bytes, BytesMut};
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use futures_util::{Stream, StreamExt, stream};
 use http_body::Frame;
-use http_body_util::StreamBody;
+use http_body_util::{BodyExt, StreamBody};
 use prost::Message;
 use tonic::Status;
 use tonic::body::Body;
-use tonic::codec::{Codec, Streaming};
 use tonic::metadata::MetadataMap;
 use tonic::server::NamedService;
-use tonic_prost::ProstCodec;
 
 use super::AdsServer;
 
@@ -73,31 +68,96 @@ impl tower::Service<http::Request<Body>> for AdsService {
             let metadata = MetadataMap::from_headers(parts.headers);
             let response = match path.as_str() {
                 SOTW_PATH => {
-                    let mut codec = ProstCodec::<DiscoveryResponse, DiscoveryRequest>::default();
-                    let inbound =
-                        Streaming::new_request(codec.decoder(), body, None, Some(MAX_REQUEST));
+                    let inbound = requests::<DiscoveryRequest>(body);
                     let request = tonic::Request::from_parts(metadata, parts.extensions, inbound);
-                    match server.stream_aggregated_resources(request).await {
-                        Ok(r) => respond(r.into_inner()),
-                        Err(status) => status.into_http(),
-                    }
+                    respond(
+                        server
+                            .open::<super::sotw::SotwStream, _>(request)
+                            .into_inner(),
+                    )
                 }
                 DELTA_PATH => {
-                    let mut codec =
-                        ProstCodec::<DeltaDiscoveryResponse, DeltaDiscoveryRequest>::default();
-                    let inbound =
-                        Streaming::new_request(codec.decoder(), body, None, Some(MAX_REQUEST));
+                    let inbound = requests::<DeltaDiscoveryRequest>(body);
                     let request = tonic::Request::from_parts(metadata, parts.extensions, inbound);
-                    match server.delta_aggregated_resources(request).await {
-                        Ok(r) => respond(r.into_inner()),
-                        Err(status) => status.into_http(),
-                    }
+                    respond(
+                        server
+                            .open::<super::delta::DeltaStream, _>(request)
+                            .into_inner(),
+                    )
                 }
                 _ => Status::unimplemented(format!("no method {path}")).into_http(),
             };
             Ok(response)
         })
     }
+}
+
+/// The gRPC messages of a request body, decoded as they complete.
+///
+/// tonic's decoder keeps one buffer per stream at the size of the largest request it has
+/// seen; a state-of-the-world EDS request names every cluster (100 KB and more with a
+/// thousand services), so a thousand open streams held hundreds of megabytes of idle
+/// buffers. Here the buffer is released whenever no partial message is pending.
+fn requests<M: Message + Default + 'static>(
+    body: Body,
+) -> Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>> {
+    Box::pin(stream::unfold(
+        Some((body, BytesMut::new())),
+        |state| async move {
+            let (mut body, mut buf) = state?;
+            loop {
+                match next_message::<M>(&mut buf) {
+                    Ok(Some(m)) => return Some((Ok(m), Some((body, buf)))),
+                    Ok(None) => {}
+                    Err(status) => return Some((Err(status), None)),
+                }
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            buf.extend_from_slice(&data);
+                        }
+                    }
+                    Some(Err(status)) => return Some((Err(status), None)),
+                    None if buf.is_empty() => return None,
+                    None => {
+                        return Some((
+                            Err(Status::internal("request stream ended inside a message")),
+                            None,
+                        ));
+                    }
+                }
+            }
+        },
+    ))
+}
+
+/// The next complete message in `buf`, if there is one; frees `buf`'s allocation once it is
+/// empty.
+fn next_message<M: Message + Default>(buf: &mut BytesMut) -> Result<Option<M>, Status> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    if buf[0] != 0 {
+        return Err(Status::unimplemented(
+            "compressed requests are not supported",
+        ));
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if len > MAX_REQUEST {
+        return Err(Status::resource_exhausted(format!(
+            "request of {len} bytes is over the {MAX_REQUEST}-byte limit"
+        )));
+    }
+    if buf.len() < 5 + len {
+        return Ok(None);
+    }
+    let message = M::decode(&buf[5..5 + len])
+        .map_err(|e| Status::invalid_argument(format!("undecodable request: {e}")))?;
+    buf.advance(5 + len);
+    if buf.is_empty() {
+        *buf = BytesMut::new();
+    }
+    Ok(Some(message))
 }
 
 /// A gRPC response streaming `messages`, ending with the `grpc-status` trailers of the first
@@ -179,7 +239,71 @@ fn trailers(status: &Status) -> http::HeaderMap {
 
 #[cfg(test)]
 mod tests {
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+
     use super::*;
+
+    #[test]
+    fn requests_decode_across_frames_and_release_the_buffer() {
+        let req = DiscoveryRequest {
+            type_url: "t".into(),
+            resource_names: (0..2000).map(|i| format!("outbound|80||s{i}.ns")).collect(),
+            ..Default::default()
+        };
+        let framed = frame(&req);
+        let mut buf = BytesMut::new();
+        // Arrives in pieces: nothing until the message is complete.
+        for piece in framed.chunks(1000) {
+            assert_eq!(next_message::<DiscoveryRequest>(&mut buf).unwrap(), None);
+            buf.extend_from_slice(piece);
+        }
+        let got = next_message::<DiscoveryRequest>(&mut buf).unwrap().unwrap();
+        assert_eq!(got, req);
+        assert_eq!(
+            buf.capacity(),
+            0,
+            "the stream keeps no buffer between requests"
+        );
+        // Two messages in one frame.
+        buf.extend_from_slice(&frame(&req));
+        buf.extend_from_slice(&frame(&req));
+        assert!(
+            next_message::<DiscoveryRequest>(&mut buf)
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            next_message::<DiscoveryRequest>(&mut buf)
+                .unwrap()
+                .is_some()
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        let mut compressed = BytesMut::from(&[1u8, 0, 0, 0, 0][..]);
+        assert_eq!(
+            next_message::<DiscoveryRequest>(&mut compressed)
+                .unwrap_err()
+                .code(),
+            tonic::Code::Unimplemented
+        );
+        let mut huge = BytesMut::from(&[0u8, 0xff, 0xff, 0xff, 0xff][..]);
+        assert_eq!(
+            next_message::<DiscoveryRequest>(&mut huge)
+                .unwrap_err()
+                .code(),
+            tonic::Code::ResourceExhausted
+        );
+        let mut garbage = BytesMut::from(&[0u8, 0, 0, 0, 2, 0xff, 0xff][..]);
+        assert_eq!(
+            next_message::<DiscoveryRequest>(&mut garbage)
+                .unwrap_err()
+                .code(),
+            tonic::Code::InvalidArgument
+        );
+    }
 
     #[test]
     fn a_frame_is_flag_length_and_message() {
