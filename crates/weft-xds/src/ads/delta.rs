@@ -16,7 +16,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 
 use super::Interner;
 use super::snapshot::{Selection, Snapshot, TypeSnapshot};
-use super::sotw::RequestKind;
+use super::sotw::{Pending, RequestKind};
 use super::status::TypeStatus;
 use crate::resources::TypeUrl;
 
@@ -134,8 +134,16 @@ impl DeltaStream {
         req: &DeltaDiscoveryRequest,
         snap: &Snapshot,
     ) -> (RequestKind, Vec<DeltaDiscoveryResponse>) {
+        let (kind, pending) = self.accept(req);
+        (kind, self.answer(pending, snap))
+    }
+
+    /// The first half of [`DeltaStream::on_request`]: takes in the request (ACK, NACK,
+    /// subscription changes) and says whether a response is due, without building it, so the
+    /// caller can drop the request before waiting to send.
+    pub fn accept(&mut self, req: &DeltaDiscoveryRequest) -> (RequestKind, Option<Pending>) {
         let Some(t) = TypeUrl::parse(&req.type_url) else {
-            return (RequestKind::UnknownType(req.type_url.clone()), Vec::new());
+            return (RequestKind::UnknownType(req.type_url.clone()), None);
         };
         let first = !self.types.contains_key(&t);
         let state = self.types.entry(t).or_default();
@@ -202,11 +210,22 @@ impl DeltaStream {
             state.held.settled = false;
         }
         if matches!(kind, RequestKind::Nack(_)) || !subscribed_changed {
-            return (kind, Vec::new());
+            return (kind, None);
         }
+        (kind, Some(Pending { t, always: first }))
+    }
+
+    /// The second half of [`DeltaStream::on_request`]: the response `pending` calls for.
+    pub fn answer(
+        &mut self,
+        pending: Option<Pending>,
+        snap: &Snapshot,
+    ) -> Vec<DeltaDiscoveryResponse> {
         let mut out = Vec::new();
-        self.respond(t, snap, first, &mut out);
-        (kind, out)
+        if let Some(p) = pending {
+            self.respond(p.t, snap, p.always, &mut out);
+        }
+        out
     }
 
     /// Handles a new snapshot: a response per subscribed type with changes, in CDS, EDS,

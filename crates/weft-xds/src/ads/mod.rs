@@ -410,7 +410,8 @@ pub(crate) trait Protocol: Send + 'static {
     fn node(req: &Self::Req) -> Option<&envoy_types::pb::envoy::config::core::v3::Node>;
     fn req_type(req: &Self::Req) -> &str;
     fn resp_type(resp: &Self::Resp) -> &str;
-    fn on_request(&mut self, req: &Self::Req, snap: &Snapshot) -> (RequestKind, Vec<Self::Resp>);
+    fn accept(&mut self, req: &Self::Req) -> (RequestKind, Option<sotw::Pending>);
+    fn answer(&mut self, pending: Option<sotw::Pending>, snap: &Snapshot) -> Vec<Self::Resp>;
     fn on_snapshot(&mut self, snap: &Snapshot) -> Vec<Self::Resp>;
     fn status(&self) -> BTreeMap<TypeUrl, TypeStatus>;
 }
@@ -433,12 +434,15 @@ macro_rules! protocol {
             fn resp_type(resp: &Self::Resp) -> &str {
                 &resp.type_url
             }
-            fn on_request(
+            fn accept(&mut self, req: &Self::Req) -> (RequestKind, Option<sotw::Pending>) {
+                <$stream>::accept(self, req)
+            }
+            fn answer(
                 &mut self,
-                req: &Self::Req,
+                pending: Option<sotw::Pending>,
                 snap: &Snapshot,
-            ) -> (RequestKind, Vec<Self::Resp>) {
-                <$stream>::on_request(self, req, snap)
+            ) -> Vec<Self::Resp> {
+                <$stream>::answer(self, pending, snap)
             }
             fn on_snapshot(&mut self, snap: &Snapshot) -> Vec<Self::Resp> {
                 <$stream>::on_snapshot(self, snap)
@@ -625,11 +629,18 @@ async fn run<P, S>(
     let mut next = Some(first);
     loop {
         if let Some(req) = next.take() {
-            let slot = server.push_slot().await;
-            let (kind, out) = stream.on_request(&req, &snap);
+            // Take the request in and drop it before waiting for a push slot: a thousand
+            // streams waiting with their decoded requests (a SotW EDS request names every
+            // cluster) held more memory than the pushes themselves. ACKs need no slot.
+            let (kind, pending) = stream.accept(&req);
             log_request(server, node, P::req_type(&req), &kind);
-            if !send_all::<P>(server, &tx, out, slot).await {
-                return;
+            drop(req);
+            if pending.is_some() {
+                let slot = server.push_slot().await;
+                let out = stream.answer(pending, &snap);
+                if !send_all::<P>(server, &tx, out, slot).await {
+                    return;
+                }
             }
         }
         publish(reg, state_now.generation, stream.status());

@@ -38,6 +38,15 @@ pub struct SotwStream {
     interner: Arc<Interner>,
 }
 
+/// A response a request calls for, to be built once the stream may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    /// Its type.
+    pub t: TypeUrl,
+    /// Whether to send even what did not change (first request of a type, new subscription).
+    pub always: bool,
+}
+
 /// What a request turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestKind {
@@ -66,18 +75,26 @@ impl SotwStream {
         req: &DiscoveryRequest,
         snap: &Snapshot,
     ) -> (RequestKind, Vec<DiscoveryResponse>) {
+        let (kind, pending) = self.accept(req);
+        (kind, self.answer(pending, snap))
+    }
+
+    /// The first half of [`SotwStream::on_request`]: takes in the request (ACK, NACK,
+    /// subscription) and says whether a response is due, without building it, so the caller
+    /// can drop the request (a SotW EDS request names every cluster) before waiting to send.
+    pub fn accept(&mut self, req: &DiscoveryRequest) -> (RequestKind, Option<Pending>) {
         let Some(t) = TypeUrl::parse(&req.type_url) else {
-            return (RequestKind::UnknownType(req.type_url.clone()), Vec::new());
+            return (RequestKind::UnknownType(req.type_url.clone()), None);
         };
         let state = self.types.entry(t).or_default();
         let first = req.response_nonce.is_empty();
         if !first && req.response_nonce != state.status.sent_nonce {
-            return (RequestKind::Stale, Vec::new());
+            return (RequestKind::Stale, None);
         }
         if let Some(err) = &req.error_detail {
             state.status.last_nack = Some(err.message.clone());
             state.status.rejections += 1;
-            return (RequestKind::Nack(err.message.clone()), Vec::new());
+            return (RequestKind::Nack(err.message.clone()), None);
         }
         if !first {
             state.status.acked_nonce = req.response_nonce.clone();
@@ -98,11 +115,18 @@ impl SotwStream {
             });
         }
         if !first && !changed {
-            return (RequestKind::Ok, Vec::new());
+            return (RequestKind::Ok, None);
         }
+        (RequestKind::Ok, Some(Pending { t, always: true }))
+    }
+
+    /// The second half of [`SotwStream::on_request`]: the response `pending` calls for.
+    pub fn answer(&mut self, pending: Option<Pending>, snap: &Snapshot) -> Vec<DiscoveryResponse> {
         let mut out = Vec::new();
-        self.respond(t, snap, true, &mut out);
-        (RequestKind::Ok, out)
+        if let Some(p) = pending {
+            self.respond(p.t, snap, p.always, &mut out);
+        }
+        out
     }
 
     /// Handles a new snapshot: responses for every subscribed type whose content changed, in
