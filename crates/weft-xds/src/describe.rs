@@ -842,28 +842,6 @@ struct Candidate<'a> {
     wildcard: usize,
 }
 
-fn gateways_of(vs: &VirtualService, ns: &str) -> Vec<String> {
-    if vs.gateways.is_empty() {
-        return vec!["mesh".to_owned()];
-    }
-    vs.gateways
-        .iter()
-        .map(|g| {
-            if g == "mesh" {
-                g.clone()
-            } else if let Some((gns, name)) = g.split_once('/') {
-                if gns == "." {
-                    format!("{ns}/{name}")
-                } else {
-                    g.clone()
-                }
-            } else {
-                format!("{ns}/{g}")
-            }
-        })
-        .collect()
-}
-
 fn hosts_overlap(a: &str, b: &str) -> bool {
     host_matches(a, b) || host_matches(b, a)
 }
@@ -942,7 +920,7 @@ fn evaluate_virtual_services<'a>(
         if !hosts.iter().any(|h| hosts_overlap(h, &host)) {
             continue;
         }
-        let gateways = gateways_of(vs, ns);
+        let gateways = crate::translate::route::bound_gateways(vs, ns);
         if !gateways.iter().any(|g| g == "mesh") {
             out.ignored.push(VsIgnored {
                 name: name_of(entry),

@@ -13,6 +13,8 @@
 mod http;
 mod vs;
 
+pub(crate) use vs::bound_gateways;
+
 #[cfg(test)]
 mod tests;
 

@@ -70,12 +70,18 @@ pub(crate) fn resolve_gateway(gateway: &str, namespace: &str) -> String {
     }
 }
 
-fn resolve(scope: &Scope<'_>, name: &str, ns: &str, vs: &VirtualService) -> ResolvedVs {
-    let gateways = if vs.gateways.is_empty() {
+/// The gateways `vs` (in namespace `ns`) is bound to, as `namespace/name`, `mesh` when it
+/// names none.
+pub(crate) fn bound_gateways(vs: &VirtualService, ns: &str) -> Vec<String> {
+    if vs.gateways.is_empty() {
         vec![MESH_GATEWAY.to_owned()]
     } else {
         vs.gateways.iter().map(|g| resolve_gateway(g, ns)).collect()
-    };
+    }
+}
+
+fn resolve(scope: &Scope<'_>, name: &str, ns: &str, vs: &VirtualService) -> ResolvedVs {
+    let gateways = bound_gateways(vs, ns);
     let mut http = Vec::with_capacity(vs.http.len());
     for route in &vs.http {
         match &route.delegate {
