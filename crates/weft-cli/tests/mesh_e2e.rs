@@ -144,6 +144,21 @@ impl Env {
         out
     }
 
+    /// `requests` GETs of `reviews` through the client's sidecar, `concurrency` connections.
+    fn load(&self, requests: usize, concurrency: usize) -> LoadConfig {
+        let mut load = LoadConfig::new(self.net.addr(1, 1, 9080), requests, concurrency);
+        load.host = "reviews".into();
+        load
+    }
+
+    /// Continuous traffic while the test changes things: 300 req/s on 4 connections.
+    fn steady_load(&self, requests: usize) -> LoadConfig {
+        let mut load = self.load(requests, 4);
+        load.rate = Some(300);
+        load.max_duration = Duration::from_secs(20);
+        load
+    }
+
     async fn finish(self) {
         self.cp.assert_no_nacks().await;
         drop(self.client);
@@ -392,8 +407,7 @@ spec:
     let Some(env) = Env::start(kind, dr).await else {
         return;
     };
-    let mut load = LoadConfig::new(env.net.addr(1, 1, 9080), 40, 10);
-    load.host = "reviews".into();
+    let mut load = env.load(40, 10);
     load.headers = vec![("x-test-delay-ms".into(), "200".into())];
     load.max_duration = Duration::from_secs(30);
     let report = load_with(load).await;
@@ -478,11 +492,7 @@ async fn change_under_load(kind: Kind) {
     let Some(env) = Env::start(kind, &format!("{SUBSETS}{}", weighted(100, 0))).await else {
         return;
     };
-    let mut load = LoadConfig::new(env.net.addr(1, 1, 9080), 1500, 4);
-    load.host = "reviews".into();
-    load.rate = Some(300);
-    load.max_duration = Duration::from_secs(20);
-    let running = tokio::spawn(load_with(load));
+    let running = tokio::spawn(load_with(env.steady_load(1500)));
     tokio::time::sleep(Duration::from_millis(800)).await;
     env.apply(&format!("{SUBSETS}{}", weighted(50, 50))).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -513,11 +523,7 @@ async fn control_plane_restart(kind: Kind) {
     let Some(mut env) = Env::start(kind, &format!("{SUBSETS}{}", weighted(100, 0))).await else {
         return;
     };
-    let mut load = LoadConfig::new(env.net.addr(1, 1, 9080), 1200, 4);
-    load.host = "reviews".into();
-    load.rate = Some(300);
-    load.max_duration = Duration::from_secs(20);
-    let running = tokio::spawn(load_with(load));
+    let running = tokio::spawn(load_with(env.steady_load(1200)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     env.cp.kill();
     tokio::time::sleep(Duration::from_millis(1500)).await;
