@@ -61,6 +61,15 @@ async fn client(cp: &ControlPlane) -> AggregatedDiscoveryServiceClient<tonic::tr
         .unwrap()
 }
 
+/// The next response on `inbound`, within 10 s.
+async fn next<T>(inbound: &mut tonic::Streaming<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .expect("a response within 10 s")
+        .expect("the stream is healthy")
+        .expect("the stream is open")
+}
+
 fn has_cluster(resources: &[envoy_types::pb::google::protobuf::Any], host: &str) -> bool {
     resources
         .iter()
@@ -86,11 +95,7 @@ async fn sotw_stream_gets_clusters_then_a_push_after_a_change() {
         .await
         .unwrap()
         .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(10), inbound.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = next(&mut inbound).await;
     assert_eq!(first.type_url, CDS);
     assert!(has_cluster(&first.resources, "web.shop.svc.cluster.local"));
     tx.send(DiscoveryRequest {
@@ -103,11 +108,7 @@ async fn sotw_stream_gets_clusters_then_a_push_after_a_change() {
     .unwrap();
 
     std::fs::write(dir.join("b.yaml"), service("api")).unwrap();
-    let pushed = tokio::time::timeout(Duration::from_secs(10), inbound.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let pushed = next(&mut inbound).await;
     assert_ne!(pushed.version_info, first.version_info);
     assert!(has_cluster(&pushed.resources, "api.shop.svc.cluster.local"));
     cp.shutdown();
@@ -133,11 +134,7 @@ async fn delta_stream_gets_clusters_with_versions() {
         .await
         .unwrap()
         .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(10), inbound.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = next(&mut inbound).await;
     assert_eq!(first.type_url, CDS);
     assert!(
         first
