@@ -276,6 +276,25 @@ pub(crate) fn run(args: Args) -> ExitCode {
     }
 }
 
+/// How long the protobuf descriptors stay decoded after a configuration (bootstrap, reload, xDS
+/// update, config dump) last used them.
+const DESCRIPTORS_IDLE: Duration = Duration::from_secs(1);
+
+/// Drops the decoded descriptors (~4 MB of heap, needed only to load a configuration) once
+/// unused for [`DESCRIPTORS_IDLE`], and hands the freed pages back to the system: the proxy's
+/// memory between configuration changes is what it needs to move traffic.
+async fn release_descriptors_when_idle() {
+    let mut tick = tokio::time::interval(DESCRIPTORS_IDLE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if weft_proxy_config::release_idle_descriptors(DESCRIPTORS_IDLE) {
+            let trimmed = weft_malloc::trim();
+            tracing::debug!(trimmed, "released the idle protobuf descriptors");
+        }
+    }
+}
+
 async fn serve(args: Args, source: Source) -> Result<(), String> {
     let loaded = load(&source)?;
     let proxy = Proxy::new();
@@ -320,6 +339,7 @@ async fn serve(args: Args, source: Source) -> Result<(), String> {
             .map_err(|e| format!("admin {addr}: {e}"))?;
         tracing::info!(%bound, "admin listening");
     }
+    tokio::spawn(release_descriptors_when_idle());
     let (stop_xds, stop_xds_rx) = watch::channel(false);
     let mut watcher = None;
     let (tx, mut changes) = mpsc::channel::<()>(16);

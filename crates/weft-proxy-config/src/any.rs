@@ -19,6 +19,7 @@ use crate::{
 /// (unknown fields rejected) and then checked against `validate.rules`. Error paths are relative
 /// to the Any (`value.suppress_envoy_headers`).
 pub fn unpack<T: Message + Name + Default>(any: &Any) -> Result<T, ConfigError> {
+    let _lease = crate::descriptors::lease();
     let want = T::full_name();
     let got = type_url_name(&any.type_url)
         .map_err(|why| ConfigError::new(ErrorKind::TypeMismatch, "", why))?;

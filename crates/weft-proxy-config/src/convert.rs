@@ -56,6 +56,7 @@ pub use support::markdown as support_markdown;
 /// resolved against the process's current directory, as Envoy does. Errors carry the file and,
 /// when the field can be found in it, the line.
 pub fn load_bootstrap(path: &Path) -> Result<ProxyConfig, ConfigError> {
+    let _lease = crate::descriptors::lease();
     let text = std::fs::read_to_string(path).map_err(|e| {
         let mut err = ConfigError::new(
             ErrorKind::Syntax,
@@ -92,6 +93,7 @@ pub fn convert_bootstrap(
     bootstrap: &Bootstrap,
     base_dir: &Path,
 ) -> Result<ProxyConfig, ConfigError> {
+    let _lease = crate::descriptors::lease();
     convert_with(bootstrap, base_dir, &Dynamic::default())
 }
 

@@ -8,7 +8,10 @@
 //! rejected as unsupported). The full pool costs ~15 MB of memory that a process keeps once it
 //! has been decoded, which is why a proxy running a supported configuration never decodes it.
 
-use std::sync::LazyLock;
+use std::cell::Cell;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use prost_reflect::{
     DescriptorPool, MessageDescriptor,
@@ -33,39 +36,119 @@ static MESSAGE_NAMES: &str = include_str!(concat!(env!("OUT_DIR"), "/envoy_messa
 /// Full names of the two `TypedStruct` messages Envoy accepts in place of any extension config.
 pub(crate) const TYPED_STRUCTS: [&str; 2] = ["xds.type.v3.TypedStruct", "udpa.type.v1.TypedStruct"];
 
-/// The resident pool, decoded once on first use.
-static POOL: LazyLock<Result<DescriptorPool, String>> = LazyLock::new(|| build_pool(SUBSET));
+/// A decoded pool, kept between uses until [`release_idle`] drops it.
+struct Slot {
+    pool: DescriptorPool,
+    last_used: Instant,
+}
 
-/// Every Envoy API type, decoded once when first needed (~160 ms in a debug build).
-static FULL_POOL: LazyLock<Result<DescriptorPool, String>> =
-    LazyLock::new(|| build_pool(DESCRIPTOR_SET));
+/// The resident pool (the subset) and the full one, each decoded on first use. A decoded pool
+/// costs ~4 MB (subset) or ~15 MB (full) of heap, which a running proxy needs only while it
+/// loads a configuration; [`release_idle`] gives it back in between.
+static POOLS: [Mutex<Option<Slot>>; 2] = [Mutex::new(None), Mutex::new(None)];
+const RESIDENT: usize = 0;
+const FULL: usize = 1;
+
+/// Operations that may hold descriptors right now, over all threads.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Leases held by this thread (a lease may be taken inside another).
+    static HELD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Held by every public operation that uses descriptors, for as long as it may hold any: a
+/// pool is released only while no lease is held, so one operation never mixes descriptors
+/// from two decodings of the same pool.
+#[derive(Debug)]
+pub(crate) struct Lease(());
+
+/// Takes a [`Lease`] for the current operation.
+pub(crate) fn lease() -> Lease {
+    ACTIVE.fetch_add(1, Ordering::SeqCst);
+    HELD.with(|h| h.set(h.get() + 1));
+    Lease(())
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(h.get().saturating_sub(1)));
+        ACTIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Drops the decoded pools (and what was cached from them) when no operation holds one and
+/// none was used for `idle`. Returns whether anything was dropped: the caller may then ask the
+/// allocator to return the freed memory to the system. Descriptors are decoded again (a few
+/// milliseconds for the resident pool) when the next configuration arrives.
+pub fn release_idle(idle: Duration) -> bool {
+    let mut released = false;
+    for slot in &POOLS {
+        let Ok(mut slot) = slot.lock() else { continue };
+        // Checked under the slot's lock: an operation that takes its lease after this check
+        // finds the slot empty and decodes a fresh pool, used for all of its lookups.
+        if ACTIVE.load(Ordering::SeqCst) != 0 {
+            return released;
+        }
+        if slot.as_ref().is_some_and(|s| s.last_used.elapsed() >= idle) {
+            *slot = None;
+            released = true;
+        }
+    }
+    if released {
+        crate::pgv::clear_cache();
+    }
+    released
+}
 
 /// The resident descriptor pool: every message reachable from the bootstrap, the xDS resources
 /// and the extensions weft supports, `validate.rules` included. [`message`] also finds the
-/// other Envoy API types.
-pub fn pool() -> Result<&'static DescriptorPool, ConfigError> {
-    unusable(&POOL)
+/// other Envoy API types. Callers inside this crate hold a [`lease`] while they use it.
+pub fn pool() -> Result<DescriptorPool, ConfigError> {
+    let _lease = lease();
+    decoded(RESIDENT)
 }
 
-fn full_pool() -> Result<&'static DescriptorPool, ConfigError> {
-    unusable(&FULL_POOL)
+fn full_pool() -> Result<DescriptorPool, ConfigError> {
+    decoded(FULL)
 }
 
-fn unusable(
-    pool: &'static Result<DescriptorPool, String>,
-) -> Result<&'static DescriptorPool, ConfigError> {
-    pool.as_ref().map_err(|e| {
+fn decoded(which: usize) -> Result<DescriptorPool, ConfigError> {
+    debug_assert!(
+        HELD.with(Cell::get) > 0,
+        "descriptors used outside a lease: a concurrent release could mix two pools"
+    );
+    let encoded = if which == RESIDENT {
+        SUBSET
+    } else {
+        DESCRIPTOR_SET
+    };
+    let unusable = |e: String| {
         ConfigError::new(
             ErrorKind::Internal,
             "",
             format!("embedded Envoy descriptors are unusable (a build problem): {e}"),
         )
-    })
+    };
+    let mut slot = POOLS[which]
+        .lock()
+        .map_err(|_| unusable("a thread panicked while decoding them".into()))?;
+    if let Some(slot) = slot.as_mut() {
+        slot.last_used = Instant::now();
+        return Ok(slot.pool.clone());
+    }
+    let pool = build_pool(encoded).map_err(unusable)?;
+    *slot = Some(Slot {
+        pool: pool.clone(),
+        last_used: Instant::now(),
+    });
+    Ok(pool)
 }
 
 /// The descriptor of the message named `full_name` (`envoy.config.bootstrap.v3.Bootstrap`), any
 /// Envoy API message.
 pub fn message(full_name: &str) -> Result<MessageDescriptor, ConfigError> {
+    let _lease = lease();
     find(full_name)?.ok_or_else(|| {
         ConfigError::new(
             ErrorKind::Internal,
@@ -78,7 +161,7 @@ pub fn message(full_name: &str) -> Result<MessageDescriptor, ConfigError> {
 /// The descriptor of `full_name` from the resident pool, else from the full one when it is an
 /// Envoy API message; `None` for names that are not.
 pub(crate) fn find(full_name: &str) -> Result<Option<MessageDescriptor>, ConfigError> {
-    if let Some(desc) = pool()?.get_message_by_name(full_name) {
+    if let Some(desc) = decoded(RESIDENT)?.get_message_by_name(full_name) {
         return Ok(Some(desc));
     }
     if !is_envoy_message(full_name) {
@@ -181,6 +264,7 @@ mod tests {
 
     #[test]
     fn other_envoy_types_come_from_the_full_pool() {
+        let _lease = lease();
         let lua = "envoy.extensions.filters.http.lua.v3.Lua";
         assert!(pool().unwrap().get_message_by_name(lua).is_none());
         let desc = find(lua).unwrap().unwrap();
@@ -203,6 +287,14 @@ mod tests {
         );
         assert!(find("x.y.Z").unwrap().is_none());
         assert!(message("x.y.Z").is_err());
+    }
+
+    #[test]
+    fn a_held_lease_keeps_the_pools() {
+        let held = lease();
+        decoded(RESIDENT).unwrap();
+        assert!(!release_idle(Duration::ZERO), "released under a lease");
+        drop(held);
     }
 
     #[test]

@@ -11,6 +11,7 @@ const ADMIN: &str = "type.googleapis.com/envoy.admin.v3.";
 /// A protobuf message (`full_name`, encoded as `bytes`) as Envoy renders it in JSON: proto
 /// field names, `Any`s expanded with their `@type`. `null` when it cannot be rendered.
 pub fn message_json(full_name: &str, bytes: &[u8]) -> Value {
+    let _lease = crate::descriptors::lease();
     let Ok(desc) = crate::message(full_name) else {
         return Value::Null;
     };
@@ -51,6 +52,7 @@ pub struct DynamicDump {
 /// `dynamic_listeners` (active state), `dynamic_route_configs` and `EndpointsConfigDump`'s
 /// `dynamic_endpoint_configs`, as `istioctl proxy-config` reads them from Envoy.
 pub fn config_dump_with(bootstrap: &Bootstrap, dynamic: &DynamicDump, last_updated: &str) -> Value {
+    let _lease = crate::descriptors::lease();
     let mut dump = config_dump(bootstrap, last_updated);
     let typed = |ty: &str, v: Value| -> Value { with_type(&format!("envoy.config.{ty}"), v) };
     let clusters: Vec<Value> = dynamic
@@ -116,6 +118,7 @@ fn with_type(ty: &str, mut v: Value) -> Value {
 /// Envoy's `ConfigDump` for a static bootstrap: `BootstrapConfigDump`, `ClustersConfigDump`,
 /// `ListenersConfigDump` and `RoutesConfigDump` (inline route configs), with `last_updated`.
 pub fn config_dump(bootstrap: &Bootstrap, last_updated: &str) -> Value {
+    let _lease = crate::descriptors::lease();
     let to_json = |name: &str, bytes: Vec<u8>| -> Value { message_json(name, &bytes) };
     let typed = with_type;
     let boot = to_json(

@@ -28,7 +28,7 @@ pub mod xds;
 
 pub use any::unpack;
 pub use convert::{convert_bootstrap, load_bootstrap};
-pub use descriptors::{message, pool};
+pub use descriptors::{message, pool, release_idle as release_idle_descriptors};
 pub use dump::{DynamicDump, config_dump, config_dump_with, message_json};
 pub use error::{ConfigError, ErrorKind};
 pub use parse::parse_bootstrap;

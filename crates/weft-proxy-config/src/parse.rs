@@ -30,6 +30,7 @@ use self::decode::Source;
 /// silently ignores every document after the first), and duplicate YAML keys are errors
 /// (Envoy keeps the last one). Both are mistakes we would rather report than guess about.
 pub fn parse_bootstrap(path: &Path, text: &str) -> Result<Bootstrap, ConfigError> {
+    let _lease = crate::descriptors::lease();
     let locate = |mut e: ConfigError, lines: Option<&FieldLines>| {
         if e.line.is_none() {
             e.line = lines.and_then(|l| l.line_of(&e.path));

@@ -52,6 +52,7 @@ pub fn validate(msg: &DynamicMessage) -> Result<(), ConfigError> {
 
 /// Checks `msg` and everything below it with the rules `profile` selects.
 pub fn validate_with(msg: &DynamicMessage, profile: Profile) -> Result<(), ConfigError> {
+    let _lease = descriptors::lease();
     check(msg, profile).map_err(|v| ConfigError::new(ErrorKind::Constraint, v.path(), v.message))
 }
 
@@ -129,6 +130,7 @@ fn push_name(out: &mut String, name: &str) {
 }
 /// Checks `msg`; the violation keeps the path as segments so callers can respell it.
 pub(crate) fn check(msg: &DynamicMessage, profile: Profile) -> Result<(), Violation> {
+    let _lease = descriptors::lease();
     let ext = Extensions::load().map_err(|message| Violation {
         path: Vec::new(),
         message,
@@ -192,12 +194,22 @@ fn flag(rules: &DynamicMessage, name: &str) -> bool {
     get(rules, name).and_then(|v| v.as_bool()).unwrap_or(false)
 }
 
+/// Decoded field rules by field name. They belong to one decoding of the descriptor pool, so
+/// the cache is cleared when the pool is released (`descriptors::release_idle`).
+static RULES_CACHE: LazyLock<Mutex<HashMap<String, Option<DynamicMessage>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Forgets every cached rule (see [`RULES_CACHE`]).
+pub(crate) fn clear_cache() {
+    if let Ok(mut cache) = RULES_CACHE.lock() {
+        *cache = HashMap::new();
+    }
+}
+
 /// Field rules of `field`, decoded from its options (cached: options are re-decoded per call).
 fn field_rules(ext: &ExtensionDescriptor, field: &FieldDescriptor) -> Option<DynamicMessage> {
-    static CACHE: LazyLock<Mutex<HashMap<String, Option<DynamicMessage>>>> =
-        LazyLock::new(|| Mutex::new(HashMap::new()));
     let key = field.full_name().to_owned();
-    if let Ok(cache) = CACHE.lock()
+    if let Ok(cache) = RULES_CACHE.lock()
         && let Some(hit) = cache.get(&key)
     {
         return hit.clone();
@@ -207,7 +219,7 @@ fn field_rules(ext: &ExtensionDescriptor, field: &FieldDescriptor) -> Option<Dyn
         .has_extension(ext)
         .then(|| options.get_extension(ext).as_message().cloned())
         .flatten();
-    if let Ok(mut cache) = CACHE.lock() {
+    if let Ok(mut cache) = RULES_CACHE.lock() {
         cache.insert(key, rules.clone());
     }
     rules

@@ -430,6 +430,7 @@ fn fetch_timeout(source: &ConfigSource, path: &str) -> Result<Option<Duration>, 
 /// the `validate.rules` constraints and the support tables. Conversion-time checks are left to
 /// [`convert_xds`].
 pub fn decode(kind: ResourceType, any: &Any) -> Result<Resource, XdsError> {
+    let _lease = crate::descriptors::lease();
     let unnamed = |e: ConfigError| XdsError::about(kind, "", e);
     let type_name = crate::parse::decode::type_url_name(&any.type_url)
         .map_err(|why| unnamed(ConfigError::new(ErrorKind::TypeMismatch, "", why)))?;
@@ -589,6 +590,7 @@ pub fn convert_xds(
     base_dir: &Path,
     resources: &XdsResources,
 ) -> Result<ProxyConfig, XdsError> {
+    let _lease = crate::descriptors::lease();
     let mut assembled = bootstrap.clone();
     let statics = assembled.static_resources.get_or_insert_default();
     let static_listeners = statics.listeners.len();

@@ -49,6 +49,7 @@ pub(crate) fn decode(
     value: &Value,
     source: Source,
 ) -> Result<DynamicMessage, ConfigError> {
+    let _lease = crate::descriptors::lease();
     let mut decoder = Decoder {
         source,
         path: String::new(),
