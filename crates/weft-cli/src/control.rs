@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use weft_cli::init_logging;
 use weft_control::{ControlPlane, Options};
 use weft_xds::mesh::OutboundTrafficPolicy;
 
@@ -37,7 +38,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
-    crate::init_logging(&args.log_level);
+    init_logging(&args.log_level);
     let mut opts = Options {
         config: args.config,
         xds_address: args.xds_address,

@@ -4,11 +4,11 @@ mod analyze;
 mod control;
 mod describe;
 mod inspect;
-mod proxy;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use weft_cli::proxy;
 
 /// weft: an Istio-compatible service mesh.
 #[derive(Debug, Parser)]
@@ -42,20 +42,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Analyze(args) => analyze::run(args),
         Command::Describe(args) => describe::run(args),
-        Command::Proxy(args) => proxy::run(*args),
+        Command::Proxy(args) => {
+            // Arguments after `proxy`, as given: the data plane binary parses them again.
+            proxy::exec_dataplane(std::env::args_os().skip(2));
+            proxy::run(*args)
+        }
         Command::Control(args) => control::run(args),
         Command::ProxyStatus(args) => inspect::status(args),
         Command::ProxyConfig(args) => inspect::config(args),
     }
-}
-
-/// Logs to stderr at `level` (overridable with `RUST_LOG`).
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }

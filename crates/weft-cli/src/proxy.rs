@@ -17,7 +17,7 @@ use weft_proxy_config::model::ProxyConfig;
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["config", "control_plane"])))]
-pub(crate) struct Args {
+pub struct Args {
     /// Envoy v3 bootstrap (YAML or JSON), as Envoy's `-c`. With `dynamic_resources` (ADS),
     /// the rest of the configuration comes from the control plane.
     #[arg(
@@ -230,7 +230,7 @@ fn source(args: &Args) -> Result<Source, String> {
     }
 }
 
-pub(crate) fn run(args: Args) -> ExitCode {
+pub fn run(args: Args) -> ExitCode {
     crate::init_logging(&args.log_level);
     let source = match source(&args) {
         Ok(s) => s,
@@ -274,6 +274,32 @@ pub(crate) fn run(args: Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The data plane's own binary, when it sits next to the running one.
+pub const DATAPLANE_BINARY: &str = "weft-dataplane";
+
+/// Replaces this process with [`DATAPLANE_BINARY`] (from the directory of the running binary)
+/// given `args`; returns only when there is no such binary or it cannot be run, and the caller
+/// then runs the proxy in this process. The process keeps its pid (a supervisor, a test or
+/// Kubernetes sees no difference); its memory is that of the smaller binary.
+pub fn exec_dataplane(args: impl IntoIterator<Item = std::ffi::OsString>) {
+    use std::os::unix::process::CommandExt;
+    let Some(dataplane) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(DATAPLANE_BINARY)))
+        .filter(|path| path.is_file())
+    else {
+        return;
+    };
+    let err = std::process::Command::new(&dataplane)
+        .arg0("weft proxy")
+        .args(args)
+        .exec();
+    eprintln!(
+        "warning: cannot run {}: {err}; running the proxy in this process",
+        dataplane.display()
+    );
 }
 
 /// How long the protobuf descriptors stay decoded after a configuration (bootstrap, reload, xDS

@@ -455,3 +455,48 @@ async fn mtls_sidecar_pairs_interoperate_with_envoy() {
         );
     }
 }
+
+/// `weft proxy` replaces itself with `weft-dataplane` (same pid, the smaller binary) when that
+/// sits next to `weft`, and serves traffic from there.
+#[tokio::test]
+async fn weft_proxy_runs_in_the_dataplane_binary() {
+    let dir = TempDir::new("weft-dataplane-exec");
+    let upstream = HttpServer::start("v1").await;
+    let (listen, admin) = (free_port(), free_port());
+    let file = dir.path().join("bootstrap.yaml");
+    std::fs::write(&file, bootstrap(listen, admin, upstream.addr(), "", "")).unwrap();
+    let proc = start_weft(&file, listen).await;
+    let exe = std::fs::read_link(format!("/proc/{}/exe", proc.pid())).unwrap();
+    assert_eq!(
+        exe.file_name().unwrap(),
+        "weft-dataplane",
+        "weft proxy still runs in {}",
+        exe.display()
+    );
+    let resp = http1_get(addr(listen), "a", "/", &[]).await.unwrap();
+    assert_eq!(resp.status, 200);
+}
+
+/// Without `weft-dataplane` beside it, `weft proxy` runs the proxy itself.
+#[test]
+fn weft_proxy_runs_in_process_without_the_dataplane_binary() {
+    let dir = TempDir::new("weft-alone");
+    let alone = dir.path().join("weft");
+    std::fs::copy(weft(), &alone).unwrap();
+    let file = dir.path().join("bootstrap.yaml");
+    std::fs::write(&file, bootstrap(free_port(), free_port(), addr(9), "", "")).unwrap();
+    let out = Command::new(&alone)
+        .args(["proxy", "--validate", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("OK"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no warning about a missing binary: {out:?}"
+    );
+}
