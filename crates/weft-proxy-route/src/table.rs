@@ -519,9 +519,9 @@ impl<P> VirtualHostEntry<P> {
     /// [`RouteTable::route_request`]).
     pub fn requires_tls_redirect(&self, req: &RequestView<'_>) -> bool {
         let external = || {
-            !req.headers
+            req.headers
                 .get("x-envoy-internal")
-                .is_some_and(|v| v.as_bytes() == b"true")
+                .is_none_or(|v| v.as_bytes() != b"true")
         };
         match self.require_tls {
             TlsRequirement::None => false,
