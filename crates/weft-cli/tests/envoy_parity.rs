@@ -8,6 +8,11 @@
 //! one test; every differing case is reported by name. A case also states what Envoy must answer
 //! (`expect`), so a scenario cannot pass by both sides failing the same boring way.
 //!
+//! Values that differ by design are compared by shape: a `set-cookie` value that is a generated
+//! hash (16 hex digits, derived from the client's port) reads `<hash>`, and a case with
+//! `sticky_cookie` checks that requests carrying the generated cookie stay on the upstream the
+//! first request reached, whichever that was.
+//!
 //! Requires `WEFT_ENVOY` (set by `scripts/test`); without it the test is skipped with a message,
 //! except under CI where it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -99,6 +104,12 @@ struct Case {
     /// Extra upstream request headers compared by value.
     #[serde(default)]
     upstream_headers: Vec<String>,
+    /// The name of a cookie the proxy generates for a hash policy: after the answer, the request
+    /// is sent again [`STICKY_FOLLOW_UPS`] times carrying the generated cookie, and what is
+    /// compared is whether they all reached the first request's upstream (which one depends on
+    /// the client's port, so it is not compared) and set no new cookie.
+    #[serde(default)]
+    sticky_cookie: Option<String>,
     /// What Envoy must answer: keeps the scenario honest.
     expect: Expect,
 }
@@ -178,7 +189,12 @@ struct Observation {
     slow: Option<bool>,
     /// Per upstream that received requests: how many, and what the last one looked like.
     upstreams: BTreeMap<String, BTreeMap<String, String>>,
+    /// For `sticky_cookie` cases: how the follow-up requests went.
+    affinity: Option<String>,
 }
+
+/// Requests sent with the generated cookie in a `sticky_cookie` case.
+const STICKY_FOLLOW_UPS: usize = 5;
 
 /// A port no other scenario of this process was given. The files run in parallel threads, the
 /// kernel hands a just-released port out again, and Envoy binds with `SO_REUSEPORT`: without this
@@ -326,6 +342,16 @@ async fn start(
 
 /// Sends one request of `case` to `side` and reads the whole answer (`None` status on failure).
 async fn send(side: &Side, case: &Case, ups: &Upstreams) -> Result<TestResponse, String> {
+    send_with(side, case, ups, &[]).await
+}
+
+/// [`send`] with `extra` request headers in place of the case's headers of the same names.
+async fn send_with(
+    side: &Side,
+    case: &Case,
+    ups: &Upstreams,
+    extra: &[(&str, &str)],
+) -> Result<TestResponse, String> {
     let port = *side
         .ports
         .get(&case.listener)
@@ -352,6 +378,9 @@ async fn send(side: &Side, case: &Case, ups: &Upstreams) -> Result<TestResponse,
         .uri(case.path.as_str())
         .header("host", case.host.as_str());
     for (name, value) in &case.headers {
+        if extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(name)) {
+            continue;
+        }
         match value {
             serde_json::Value::Array(items) => {
                 for item in items {
@@ -368,6 +397,9 @@ async fn send(side: &Side, case: &Case, ups: &Upstreams) -> Result<TestResponse,
                 );
             }
         }
+    }
+    for (name, value) in extra {
+        req = req.header(*name, *value);
     }
     let body = Bytes::from(case.body.clone().unwrap_or_default());
     let req = req.body(body).map_err(|e| format!("request: {e}"))?;
@@ -390,6 +422,7 @@ fn summarize(resp: Result<TestResponse, String>, case: &Case) -> Observation {
                 served_by: None,
                 slow: None,
                 upstreams: BTreeMap::new(),
+                affinity: None,
             };
         }
     };
@@ -406,7 +439,11 @@ fn summarize(resp: Result<TestResponse, String>, case: &Case) -> Observation {
             .filter_map(|v| v.to_str().ok())
             .collect();
         if !values.is_empty() {
-            hs.insert(name.to_owned(), values.join(" | "));
+            let mut joined = values.join(" | ");
+            if name.eq_ignore_ascii_case("set-cookie") {
+                joined = mask_cookie_hashes(&joined);
+            }
+            hs.insert(name.to_owned(), joined);
         }
     }
     for name in RESPONSE_PRESENT {
@@ -424,7 +461,85 @@ fn summarize(resp: Result<TestResponse, String>, case: &Case) -> Observation {
         served_by,
         slow: None,
         upstreams: BTreeMap::new(),
+        affinity: None,
     }
+}
+
+/// `"` + 16 lowercase hex digits + `"` (a generated hash cookie's value) becomes `"<hash>"`;
+/// anything else, an uppercase or shorter value included, stays as it is.
+fn mask_cookie_hashes(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.find('"') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let candidate = rest.get(..17);
+        if candidate.is_some_and(|c| {
+            c.ends_with('"')
+                && c[..16]
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        }) {
+            out.push_str("<hash>\"");
+            rest = &rest[17..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The value of the cookie `name` a response sets, without its quotes.
+fn set_cookie_value(resp: &TestResponse, name: &str) -> Option<String> {
+    resp.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let (pair, _) = v.split_once(';').unwrap_or((v, ""));
+            let value = pair.strip_prefix(name)?.strip_prefix('=')?;
+            Some(value.trim_matches('"').to_owned())
+        })
+}
+
+/// The follow-up requests of a `sticky_cookie` case, carrying the cookie the first answer set.
+async fn follow_ups(
+    side: &Side,
+    case: &Case,
+    ups: &Upstreams,
+    name: &str,
+    value: Option<String>,
+    first: Option<&str>,
+) -> String {
+    let Some(value) = value else {
+        return "no cookie set".to_owned();
+    };
+    let cookie = format!("{name}=\"{value}\"");
+    let (mut same, mut set_again) = (0, 0);
+    for _ in 0..STICKY_FOLLOW_UPS {
+        if let Ok(resp) = send_with(side, case, ups, &[("cookie", cookie.as_str())]).await {
+            same += usize::from(first.is_some() && resp.served_by() == first);
+            set_again += usize::from(resp.headers.contains_key("set-cookie"));
+        }
+    }
+    format!("{same} of {STICKY_FOLLOW_UPS} on the first upstream; {set_again} set a cookie again")
+}
+
+/// For `sticky_cookie` cases, the upstreams without their names: how many were used and how
+/// many requests they received in all.
+fn anonymous_upstream_view(ups: &Upstreams) -> BTreeMap<String, BTreeMap<String, String>> {
+    let counts: Vec<usize> = ups
+        .http
+        .iter()
+        .map(|s| s.requests().len())
+        .filter(|n| *n > 0)
+        .collect();
+    let mut m = BTreeMap::new();
+    m.insert("upstreams used".to_owned(), counts.len().to_string());
+    m.insert(
+        "requests".to_owned(),
+        counts.iter().sum::<usize>().to_string(),
+    );
+    BTreeMap::from([("*".to_owned(), m)])
 }
 
 fn upstream_view(case: &Case, ups: &Upstreams) -> BTreeMap<String, BTreeMap<String, String>> {
@@ -502,6 +617,7 @@ async fn observe(side: &Side, case: &Case, ups: &Upstreams) -> Vec<Observation> 
             served_by: Some(line),
             slow: None,
             upstreams: BTreeMap::new(),
+            affinity: None,
         }];
     }
     let mut out = Vec::new();
@@ -527,12 +643,25 @@ async fn observe(side: &Side, case: &Case, ups: &Upstreams) -> Vec<Observation> 
             let started = std::time::Instant::now();
             let resp = send(side, case, ups).await;
             let elapsed = started.elapsed();
+            let cookie = case
+                .sticky_cookie
+                .as_deref()
+                .and_then(|name| set_cookie_value(resp.as_ref().ok()?, name));
             let mut obs = summarize(resp, case);
             obs.slow = case.slow_ms.map(|ms| elapsed >= Duration::from_millis(ms));
             if case.settle_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(case.settle_ms)).await;
             }
-            obs.upstreams = upstream_view(case, ups);
+            if let Some(name) = &case.sticky_cookie {
+                let first = obs.served_by.take();
+                obs.affinity =
+                    Some(follow_ups(side, case, ups, name, cookie, first.as_deref()).await);
+                // Which upstream the cookie leads to depends on the client's port.
+                obs.served_by = first.map(|_| "<hashed>".to_owned());
+                obs.upstreams = anonymous_upstream_view(ups);
+            } else {
+                obs.upstreams = upstream_view(case, ups);
+            }
             out.push(obs);
         }
         if let Some(fail) = &case.fail {
@@ -674,6 +803,25 @@ async fn run(file: &str) {
     );
 }
 
+/// The masking must not hide a difference in shape: only exactly 16 lowercase hex digits in
+/// quotes count as a generated value.
+#[test]
+fn only_generated_cookie_values_are_masked() {
+    assert_eq!(
+        mask_cookie_hashes("sid=\"480caea74e2a3edc\"; Max-Age=60 | b=\"0123456789abcdef\""),
+        "sid=\"<hash>\"; Max-Age=60 | b=\"<hash>\""
+    );
+    for kept in [
+        "sid=480caea74e2a3edc; HttpOnly",
+        "sid=\"480CAEA74E2A3EDC\"",
+        "sid=\"480caea74e2a3ed\"",
+        "sid=\"480caea74e2a3edc0\"",
+        "\"",
+    ] {
+        assert_eq!(mask_cookie_hashes(kept), kept);
+    }
+}
+
 #[tokio::test]
 async fn routing() {
     run("routing").await;
@@ -707,4 +855,9 @@ async fn actions() {
 #[tokio::test]
 async fn upstreams() {
     run("upstreams").await;
+}
+
+#[tokio::test]
+async fn istio() {
+    run("istio").await;
 }

@@ -37,6 +37,5 @@ pub(crate) const ROOTS: &[&str] = &[
     "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
     "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
-    // Sent by weft's control plane (route retry policies), shown in its config dump.
     "envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
 ];

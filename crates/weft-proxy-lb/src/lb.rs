@@ -72,6 +72,11 @@ pub struct PickContext<'a> {
     pub host_selection_retry_max_attempts: u32,
     /// Load per host for LEAST_REQUEST; `None` reads as zero everywhere.
     pub active_requests: Option<&'a dyn ActiveRequests>,
+    /// The priority load to pick with instead of the balancer's own (Envoy's
+    /// `determinePriorityLoad`, e.g. from [`PreviousPriorities`](crate::PreviousPriorities) on a
+    /// retry). Only balancers that draw the priority at random use it; RING_HASH and MAGLEV pick
+    /// it from the hash, as in Envoy.
+    pub priority_load: Option<&'a PriorityLoad>,
 }
 
 impl std::fmt::Debug for PickContext<'_> {
@@ -84,6 +89,7 @@ impl std::fmt::Debug for PickContext<'_> {
                 &self.host_selection_retry_max_attempts,
             )
             .field("active_requests", &self.active_requests.is_some())
+            .field("priority_load", &self.priority_load)
             .finish()
     }
 }
@@ -95,6 +101,7 @@ impl Default for PickContext<'_> {
             previous_hosts: &[],
             host_selection_retry_max_attempts: 1,
             active_requests: None,
+            priority_load: None,
         }
     }
 }
@@ -124,6 +131,13 @@ impl<'a> PickContext<'a> {
     #[must_use]
     pub fn with_active_requests(mut self, active: &'a dyn ActiveRequests) -> Self {
         self.active_requests = Some(active);
+        self
+    }
+
+    /// Picks with this priority load instead of the balancer's.
+    #[must_use]
+    pub fn with_priority_load(mut self, load: &'a PriorityLoad) -> Self {
+        self.priority_load = Some(load);
         self
     }
 
@@ -408,6 +422,12 @@ impl<H> LoadBalancer<H> {
         &self.priority.load
     }
 
+    /// Per-level healthy and degraded availability in percent (Envoy's `per_priority_health_`
+    /// and `per_priority_degraded_`), before load distribution and panic.
+    pub(crate) fn availability(&self) -> (&[u32], &[u32]) {
+        (&self.priority.health, &self.priority.degraded)
+    }
+
     /// Whether `priority` is in panic mode (balancing over all its hosts regardless of health).
     pub fn in_panic(&self, priority: u32) -> bool {
         self.priority
@@ -452,7 +472,8 @@ impl<H> LoadBalancer<H> {
         rng: &mut R,
     ) -> Option<u32> {
         let random = rng.next_random();
-        let (p, availability) = priority::choose_priority(&self.priority.load, random);
+        let load = ctx.priority_load.unwrap_or(&self.priority.load);
+        let (p, availability) = priority::choose_priority(load, random);
         let level = self.levels.get(p)?;
         let source = self.source_to_use(level, p, availability);
         let n = source.hosts.len() as u64;

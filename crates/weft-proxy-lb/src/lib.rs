@@ -84,6 +84,10 @@
 //! lands on an attempted host is redone up to `host_selection_retry_max_attempts` times (default
 //! 1), and the last pick is returned even if rejected. RR/LR/RANDOM redo the whole pick; RING_HASH
 //! moves `n` points along the ring; MAGLEV XORs the hash with `2^64 − n`.
+//! [`PreviousPriorities`] is Envoy's `previous_priorities` retry priority: it computes the
+//! priority load a retry picks with ([`PickContext::priority_load`]), leaving out the levels
+//! already attempted; RR/LR/RANDOM honour it, RING_HASH and MAGLEV (like Envoy's thread-aware
+//! balancers) do not.
 //!
 //! # Where weft deviates from Envoy, and why
 //!
@@ -103,8 +107,8 @@
 //!    cursor, which makes the cluster-wide sequence exactly round robin.
 //! 5. **Not implemented:** zone-aware routing (`zone_aware_lb_config`, needs the local cluster),
 //!    slow start, `hash_balance_factor` (bounded loads), `MURMUR_HASH_2` for ring hash (`XX_HASH`,
-//!    the default, only), preconnect peeking, per-request `RetryPriority` load overrides, and other
-//!    retry predicates than `previous_hosts`. The caller supplies host addresses as Envoy prints
+//!    the default, only), preconnect peeking, and other retry predicates and retry priorities than
+//!    `previous_hosts` and `previous_priorities`. The caller supplies host addresses as Envoy prints
 //!    them (or hostnames for `use_hostname_for_hashing`).
 //! 6. **Documentation vs code.** Some rows of Envoy's tables are approximations: the code gives
 //!    37/35/28 for three levels at 25/25/20% healthy (docs: 36/36/28) and 8/92 for 5%/65% (docs:
@@ -122,6 +126,7 @@ mod host;
 mod lb;
 mod maglev;
 mod priority;
+mod retry_priority;
 mod ring_hash;
 mod schedule;
 
@@ -135,3 +140,4 @@ pub use error::Error;
 pub use host::{Endpoints, Health, Host, HostId, Locality, LocalityEndpoints};
 pub use lb::{ActiveRequests, LoadBalancer, PickContext, Picked, RandomSource, SplitMix64};
 pub use priority::PriorityLoad;
+pub use retry_priority::PreviousPriorities;

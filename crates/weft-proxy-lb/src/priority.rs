@@ -35,11 +35,16 @@ pub(crate) enum Availability {
     Degraded,
 }
 
-/// The result of the calculation: loads and per-priority panic flags.
+/// The result of the calculation: loads, per-priority panic flags, and the per-level
+/// availability the loads were distributed from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct PriorityState {
     pub load: PriorityLoad,
     pub panic: Vec<bool>,
+    /// Envoy's `per_priority_health_`: `min(100, OPF × healthy / (hosts − excluded))` per level.
+    pub health: Vec<u32>,
+    /// Envoy's `per_priority_degraded_`: the same over degraded hosts.
+    pub degraded: Vec<u32>,
 }
 
 /// Computes priority load and panic for all levels at once (Envoy recomputes the same thing level
@@ -99,7 +104,12 @@ pub(crate) fn compute(
         // Panic disabled and nothing available: the loads must still sum to 100, so P=0 gets it
         // all and picks there fail for lack of hosts.
         load.healthy[0] = 100;
-        return PriorityState { load, panic };
+        return PriorityState {
+            load,
+            panic,
+            health,
+            degraded,
+        };
     }
     let mut total_panic = true;
     for (p, flag) in panic.iter_mut().enumerate() {
@@ -110,7 +120,12 @@ pub(crate) fn compute(
     if total_panic {
         load_in_total_panic(levels, &mut load);
     }
-    PriorityState { load, panic }
+    PriorityState {
+        load,
+        panic,
+        health,
+        degraded,
+    }
 }
 
 /// Picks a priority from a hash: `hash % 100 + 1` walks the cumulative healthy loads, then the

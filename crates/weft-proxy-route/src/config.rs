@@ -106,6 +106,22 @@ pub struct VirtualHost<P = ()> {
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
     /// Per-filter configuration for this virtual host.
     pub typed_per_filter_config: BTreeMap<String, P>,
+    /// Whether requests must have arrived over TLS (Envoy's `require_tls`); see
+    /// [`RouteTable::route_request`](crate::RouteTable::route_request).
+    pub require_tls: TlsRequirement,
+}
+
+/// Envoy's `VirtualHost.TlsRequirementType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsRequirement {
+    /// No requirement (`NONE`, the default).
+    #[default]
+    None,
+    /// Requests that are not Envoy-internal (`x-envoy-internal: true`) must use TLS
+    /// (`EXTERNAL_ONLY`).
+    ExternalOnly,
+    /// Every request must use TLS (`ALL`).
+    All,
 }
 
 impl<P> Default for VirtualHost<P> {
@@ -121,6 +137,7 @@ impl<P> Default for VirtualHost<P> {
             include_attempt_count_in_response: false,
             request_mirror_policies: Vec::new(),
             typed_per_filter_config: BTreeMap::new(),
+            require_tls: TlsRequirement::None,
         }
     }
 }
@@ -579,11 +596,12 @@ pub enum HashPolicySpecifier {
         /// Header name.
         name: String,
     },
-    /// A cookie; the proxy generates it when absent and `ttl` is set.
+    /// A cookie; the proxy generates it when absent (or empty) and `ttl` is set.
     Cookie {
         /// Cookie name.
         name: String,
-        /// Lifetime of a generated cookie.
+        /// Lifetime of a generated cookie; its whole seconds are the cookie's `Max-Age`, which
+        /// is left out when they are zero. `None` only reads an existing cookie.
         ttl: Option<Duration>,
         /// Path of a generated cookie.
         path: Option<String>,
@@ -718,6 +736,9 @@ pub struct RetryPolicyConfig {
     pub retriable_status_codes: Vec<u32>,
     /// The `envoy.retry_host_predicates.previous_hosts` predicate.
     pub retry_host_predicate_previous_hosts: bool,
+    /// The `envoy.retry_priorities.previous_priorities` retry priority, by its
+    /// `update_frequency` (must be positive).
+    pub previous_priorities_update_frequency: Option<u32>,
     /// Host selection attempts per retry (default 1).
     pub host_selection_retry_max_attempts: Option<i64>,
     /// Response header matchers for `retriable-headers` (any match retries).

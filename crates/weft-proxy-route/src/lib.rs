@@ -50,6 +50,9 @@
 //!   unless `ignore_port_in_host_matching` (see that method for IPv6 and Envoy's exact port
 //!   rule). HCM-level `strip_matching_host_port`/`strip_any_host_port` rewrite `:authority`
 //!   before routing and are the caller's job.
+//! * **TLS requirement** ([`RouteTable::route_request`]): a virtual host's `require_tls` is
+//!   checked before its routes, on the request's `x-forwarded-proto`; a request that fails it
+//!   gets Envoy's TLS redirect (`301`, `location: https://<host><path>`, port kept).
 //! * **Routes**: first match in configuration order. Every path specifier ignores the query and
 //!   fragment (from the first `?` or `#`); `safe_regex` must match the whole path;
 //!   `case_sensitive` applies to `prefix`, `path` and `path_separated_prefix` only. A request
@@ -91,7 +94,7 @@
 //!   at construction. Envoy bounds RE2 programs by `max_program_size` (instruction count);
 //!   here the compiled size is bounded to 1 MiB instead.
 //! * A `%` that does not start a known `%OPERATOR%` is an error (write `%%`).
-//! * Not modelled: `vhost` `require_tls`, virtual clusters, rate limits, CORS, hedging,
+//! * Not modelled: virtual clusters, rate limits, CORS, hedging,
 //!   internal redirects, `cluster_specifier_plugin`, `path_match_policy`/`path_rewrite_policy`
 //!   (URI templates), the formatter-based `host_rewrite`/`path_rewrite`, dynamic metadata and
 //!   filter state matchers, `tls_context` match, `ignore_path_parameters_in_path_matching`,
@@ -128,4 +131,4 @@ pub use rewrite::{
     CompiledRegexRewrite, RedirectParts, RedirectRequest, path_without_query, prefix_rewrite,
     redirect_url,
 };
-pub use table::{Matched, RequestView, RouteEntry, RouteTable, VhostId, VirtualHostEntry};
+pub use table::{Matched, RequestView, RouteEntry, RouteTable, Routing, VhostId, VirtualHostEntry};

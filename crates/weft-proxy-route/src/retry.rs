@@ -181,6 +181,9 @@ pub struct RetryPolicy {
     pub retriable_status_codes: Vec<u16>,
     /// The `previous_hosts` retry host predicate is configured.
     pub retry_host_predicate_previous_hosts: bool,
+    /// The `previous_priorities` retry priority is configured, with this (positive)
+    /// `update_frequency`.
+    pub previous_priorities_update_frequency: Option<u32>,
     /// Host selection attempts per retry.
     pub host_selection_retry_max_attempts: i64,
     retriable_headers: Vec<CompiledHeaderMatcher>,
@@ -239,6 +242,12 @@ impl RetryPolicy {
                     })
             })
             .collect::<Result<_, _>>()?;
+        if config.previous_priorities_update_frequency == Some(0) {
+            return Err(RouteConfigError::invalid(
+                format!("{field}.retry_priority.update_frequency"),
+                "must be greater than 0",
+            ));
+        }
         Ok(Self {
             retry_on,
             num_retries: config.num_retries.unwrap_or(1),
@@ -248,6 +257,7 @@ impl RetryPolicy {
             max_interval,
             retriable_status_codes,
             retry_host_predicate_previous_hosts: config.retry_host_predicate_previous_hosts,
+            previous_priorities_update_frequency: config.previous_priorities_update_frequency,
             host_selection_retry_max_attempts: config
                 .host_selection_retry_max_attempts
                 .filter(|n| *n != 0)

@@ -12,7 +12,7 @@ use crate::action::{
 };
 use crate::config::{
     FractionalPercent, MultiValueHeaders, PathSpecifier, RequestMirrorPolicy, Route,
-    RouteConfiguration, VirtualHost,
+    RouteConfiguration, TlsRequirement, VirtualHost,
 };
 use crate::error::RouteConfigError;
 use crate::headers::{HeaderFormatter, HeaderMutations, apply_header_mutations};
@@ -93,6 +93,7 @@ pub struct VirtualHostEntry<P = ()> {
     include_request_attempt_count: bool,
     include_attempt_count_in_response: bool,
     typed_per_filter_config: BTreeMap<String, P>,
+    require_tls: TlsRequirement,
 }
 
 /// A compiled route.
@@ -125,6 +126,22 @@ pub struct Matched<'t, P = ()> {
     table: &'t RouteTable<P>,
     vhost: &'t VirtualHostEntry<P>,
     route: &'t RouteEntry<P>,
+}
+
+/// What [`RouteTable::route_request`] decided.
+#[derive(Debug)]
+pub enum Routing<'t, P = ()> {
+    /// The virtual host requires TLS and the request did not come over it: answer with Envoy's
+    /// TLS redirect, a `301` with an empty body, this `location` (none for a request without
+    /// `:path`) and no header mutations.
+    TlsRedirect {
+        /// The virtual host that required TLS.
+        virtual_host: &'t VirtualHostEntry<P>,
+        /// `https://` + `:authority` + `:path` (query included).
+        location: Option<String>,
+    },
+    /// A route matched.
+    Route(Matched<'t, P>),
 }
 
 // Manual impls: derive would require `P: Clone`/`P: Copy`.
@@ -252,14 +269,69 @@ impl<P> RouteTable<P> {
     ///
     /// Allocation-free unless the host has upper-case letters or a header matcher uses the
     /// pre-1.39 joined mode on a repeated header.
+    ///
+    /// This is route matching alone; the connection manager routes with
+    /// [`Self::route_request`], which checks the virtual host's `require_tls` first.
     pub fn route(&self, req: &RequestView<'_>, random: u64) -> Option<Matched<'_, P>> {
         let vhost = &self.vhosts[self.select_virtual_host_for(req)?.0];
+        self.route_in(vhost, req, random)
+    }
+
+    /// Envoy's `VirtualHostImpl::getRouteFromEntries`: selects the virtual host, then, before
+    /// any route is matched, applies its `require_tls`. The request's scheme is its
+    /// `x-forwarded-proto` as the connection manager left it (several values are read joined
+    /// with `,`, as Envoy's header map holds them; without the header, [`RequestView::scheme`]).
+    /// `ALL` redirects every request whose scheme is not exactly `https`; `EXTERNAL_ONLY` only
+    /// those that are not Envoy-internal (`x-envoy-internal: true`, which the connection manager
+    /// sets only for requests from internal addresses). Otherwise the first matching route, as
+    /// [`Self::route`].
+    pub fn route_request(&self, req: &RequestView<'_>, random: u64) -> Option<Routing<'_, P>> {
+        let vhost = &self.vhosts[self.select_virtual_host_for(req)?.0];
+        if vhost.requires_tls_redirect(req) {
+            return Some(Routing::TlsRedirect {
+                virtual_host: vhost,
+                location: (!req.path_and_query.is_empty())
+                    .then(|| format!("https://{}{}", req.authority, req.path_and_query)),
+            });
+        }
+        self.route_in(vhost, req, random).map(Routing::Route)
+    }
+
+    fn route_in<'t>(
+        &'t self,
+        vhost: &'t VirtualHostEntry<P>,
+        req: &RequestView<'_>,
+        random: u64,
+    ) -> Option<Matched<'t, P>> {
         let route = vhost.find_route(req, random)?;
         Some(Matched {
             table: self,
             vhost,
             route,
         })
+    }
+}
+
+/// The request's scheme as Envoy's TLS requirement reads it (`getForwardedProtoValue`).
+fn forwarded_proto<'a>(req: &RequestView<'a>) -> std::borrow::Cow<'a, str> {
+    let mut values = req
+        .headers
+        .get_all("x-forwarded-proto")
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    match values.next() {
+        None => std::borrow::Cow::Borrowed(req.scheme),
+        Some(first) => match values.next() {
+            None => first,
+            Some(second) => {
+                let mut joined = format!("{first},{second}");
+                for v in values {
+                    joined.push(',');
+                    joined.push_str(&v);
+                }
+                std::borrow::Cow::Owned(joined)
+            }
+        },
     }
 }
 
@@ -325,6 +397,7 @@ fn compile_vhost<P>(
         include_request_attempt_count: vh.include_request_attempt_count,
         include_attempt_count_in_response: vh.include_attempt_count_in_response,
         typed_per_filter_config: vh.typed_per_filter_config,
+        require_tls: vh.require_tls,
     })
 }
 
@@ -435,6 +508,26 @@ impl<P> VirtualHostEntry<P> {
     /// Per-filter configuration at the virtual host level.
     pub fn typed_per_filter_config(&self) -> &BTreeMap<String, P> {
         &self.typed_per_filter_config
+    }
+
+    /// The virtual host's `require_tls`.
+    pub fn require_tls(&self) -> TlsRequirement {
+        self.require_tls
+    }
+
+    /// Whether `require_tls` turns this request into Envoy's TLS redirect (see
+    /// [`RouteTable::route_request`]).
+    pub fn requires_tls_redirect(&self, req: &RequestView<'_>) -> bool {
+        let external = || {
+            req.headers
+                .get("x-envoy-internal")
+                .is_none_or(|v| v.as_bytes() != b"true")
+        };
+        match self.require_tls {
+            TlsRequirement::None => false,
+            TlsRequirement::All => forwarded_proto(req) != "https",
+            TlsRequirement::ExternalOnly => forwarded_proto(req) != "https" && external(),
+        }
     }
 
     /// The first matching route, as Envoy's `getRouteFromRoutes` (without its callback).

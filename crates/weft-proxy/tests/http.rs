@@ -385,3 +385,159 @@ async fn an_endpoint_update_keeps_the_cluster_and_its_connections() {
         "the surviving endpoint kept its pooled connection"
     );
 }
+
+/// `backend` with one host per priority level: `hosts[p]` at priority `p`.
+fn cluster_by_priority(hosts: &[std::net::SocketAddr]) -> weft_proxy_config::model::Cluster {
+    let mut c = cluster("backend", hosts);
+    let template = c.localities.remove(0);
+    c.localities = hosts
+        .iter()
+        .enumerate()
+        .map(|(p, _)| weft_proxy_config::model::LocalityEndpoints {
+            priority: p as u32,
+            endpoints: vec![template.endpoints[p].clone()],
+            ..template.clone()
+        })
+        .collect();
+    c
+}
+
+#[tokio::test]
+async fn previous_priorities_sends_retries_to_the_next_priority() {
+    let p0 = HttpServer::start("p0").await;
+    let p1 = HttpServer::start("p1").await;
+    let with_priority = |update_frequency: Option<u32>| {
+        let mut action = RouteAction::cluster("backend");
+        action.retry_policy = Some(RetryPolicyConfig {
+            retry_on: "5xx".into(),
+            num_retries: Some(2),
+            previous_priorities_update_frequency: update_frequency,
+            ..RetryPolicyConfig::default()
+        });
+        config(
+            vec![http_listener(
+                "ingress",
+                hcm(routes(vec![prefix_to("/", action)])),
+            )],
+            vec![cluster_by_priority(&[p0.addr(), p1.addr()])],
+        )
+    };
+    // Without a retry priority every attempt goes to P=0, which answers the retry.
+    let (proxy, addr) = start(with_priority(None)).await;
+    p0.fail_next(1, 503);
+    let resp = http1_get(addr, "x", "/", &[]).await.unwrap();
+    assert_eq!(resp.served_by(), Some("p0"));
+    assert_eq!((p0.requests().len(), p1.requests().len()), (2, 0));
+    drop(proxy);
+
+    // update_frequency 1: the first retry leaves P=0 out.
+    p0.clear_requests();
+    let (proxy, addr) = start(with_priority(Some(1))).await;
+    p0.fail_next(1, 503);
+    let resp = http1_get(addr, "x", "/", &[]).await.unwrap();
+    assert_eq!(resp.served_by(), Some("p1"));
+    assert_eq!((p0.requests().len(), p1.requests().len()), (1, 1));
+    drop(proxy);
+
+    // update_frequency 2: the first retry still uses P=0, the second does not.
+    p0.clear_requests();
+    p1.clear_requests();
+    let (_proxy, addr) = start(with_priority(Some(2))).await;
+    p0.fail_next(2, 503);
+    let resp = http1_get(addr, "x", "/", &[]).await.unwrap();
+    assert_eq!(resp.served_by(), Some("p1"));
+    assert_eq!((p0.requests().len(), p1.requests().len()), (2, 1));
+}
+
+#[tokio::test]
+async fn require_tls_redirects_plaintext_requests() {
+    let upstream = HttpServer::start("backend-1").await;
+    let mut rc = routes(vec![prefix_to("/", RouteAction::cluster("backend"))]);
+    rc.virtual_hosts[0].require_tls = weft_proxy_route::TlsRequirement::All;
+    let cfg = config(
+        vec![http_listener("ingress", hcm(rc))],
+        vec![cluster("backend", &[upstream.addr()])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    let resp = http1_get(addr, "example.com:8080", "/a?b=1", &[])
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 301);
+    assert_eq!(
+        resp.header("location"),
+        Some("https://example.com:8080/a?b=1")
+    );
+    assert!(resp.body.is_empty());
+    assert_eq!(upstream.request_count(), 0);
+    // A trusted TLS terminator in front (use_remote_address off keeps x-forwarded-proto).
+    let resp = http1_get(addr, "example.com", "/", &[("x-forwarded-proto", "https")])
+        .await
+        .unwrap();
+    assert_eq!(resp.served_by(), Some("backend-1"));
+}
+
+#[tokio::test]
+async fn a_ttl_cookie_is_generated_and_then_sticks() {
+    let servers = [
+        HttpServer::start("s0").await,
+        HttpServer::start("s1").await,
+        HttpServer::start("s2").await,
+    ];
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr()).collect();
+    let mut action = RouteAction::cluster("backend");
+    action.hash_policy = vec![weft_proxy_route::HashPolicy {
+        policy: weft_proxy_route::HashPolicySpecifier::Cookie {
+            name: "sid".into(),
+            ttl: Some(Duration::from_secs(60)),
+            path: Some("/".into()),
+        },
+        terminal: false,
+    }];
+    let mut ring = cluster("backend", &addrs);
+    ring.lb = weft_proxy_lb::LbConfig::new(weft_proxy_lb::LbPolicy::RingHash(
+        weft_proxy_lb::RingHashConfig::default(),
+    ))
+    .validate()
+    .unwrap();
+    let mut round_robin = ring.clone();
+    round_robin.name = "rr".into();
+    round_robin.lb = weft_proxy_lb::LbConfig::default().validate().unwrap();
+    let mut rr_action = action.clone();
+    rr_action.cluster_specifier = weft_proxy_route::ClusterSpecifier::Cluster("rr".into());
+    let cfg = config(
+        vec![http_listener(
+            "ingress",
+            hcm(routes(vec![
+                prefix_to("/rr", rr_action),
+                prefix_to("/", action),
+            ])),
+        )],
+        vec![ring, round_robin],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    for _ in 0..3 {
+        let first = http1_get(addr, "x", "/", &[]).await.unwrap();
+        let set_cookie = first.header("set-cookie").unwrap().to_owned();
+        let value = set_cookie
+            .strip_prefix("sid=\"")
+            .and_then(|v| v.strip_suffix("\"; Max-Age=60; Path=/; HttpOnly"))
+            .unwrap_or_else(|| panic!("{set_cookie}"));
+        assert!(
+            value.len() == 16 && value.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{value}"
+        );
+        let served = first.served_by().unwrap().to_owned();
+        let cookie = format!("sid=\"{value}\"");
+        for _ in 0..5 {
+            let again = http1_get(addr, "x", "/", &[("cookie", cookie.as_str())])
+                .await
+                .unwrap();
+            assert_eq!(again.served_by(), Some(served.as_str()));
+            assert!(again.header("set-cookie").is_none());
+        }
+    }
+    // Balancers that ignore the hash never make Envoy evaluate it: no cookie.
+    let rr = http1_get(addr, "x", "/rr", &[]).await.unwrap();
+    assert_eq!(rr.status, 200);
+    assert!(rr.header("set-cookie").is_none());
+}

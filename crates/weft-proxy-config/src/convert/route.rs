@@ -6,6 +6,7 @@ use std::path::Path;
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::route::v3 as pb;
+use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
 use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 use envoy_types::pb::envoy::r#type::v3 as ty;
 use weft_proxy_route as r;
@@ -21,6 +22,8 @@ use crate::{
 type RouteConfiguration = r::RouteConfiguration<PerFilterConfig>;
 
 const PREVIOUS_HOSTS: &str = "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
+const PREVIOUS_PRIORITIES: &str =
+    "envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig";
 
 /// Converts and compiles an inline route configuration. Like Envoy for static route
 /// configurations, `validate_clusters` defaults to true: every cluster named by a route or a
@@ -213,7 +216,18 @@ fn virtual_host(
             &at(path, "typed_per_filter_config"),
             names,
         )?,
+        require_tls: require_tls(vh.require_tls, &at(path, "require_tls"))?,
     })
+}
+
+fn require_tls(value: i32, path: &str) -> Result<r::TlsRequirement, ConfigError> {
+    use pb::virtual_host::TlsRequirementType as T;
+    match T::try_from(value) {
+        Ok(T::None) => Ok(r::TlsRequirement::None),
+        Ok(T::ExternalOnly) => Ok(r::TlsRequirement::ExternalOnly),
+        Ok(T::All) => Ok(r::TlsRequirement::All),
+        Err(_) => Err(invalid(path, format!("unknown enum value {value}"))),
+    }
 }
 
 fn convert_route(
@@ -577,6 +591,11 @@ fn retry_policy(p: &pb::RetryPolicy, path: &str) -> Result<r::RetryPolicyConfig,
         }
         previous_hosts = true;
     }
+    let previous_priorities = p
+        .retry_priority
+        .as_ref()
+        .map(|prio| retry_priority(prio, &at(path, "retry_priority")))
+        .transpose()?;
     Ok(r::RetryPolicyConfig {
         // Unknown names are ignored by the route crate, as by Envoy.
         retry_on: p.retry_on.clone(),
@@ -607,6 +626,7 @@ fn retry_policy(p: &pb::RetryPolicy, path: &str) -> Result<r::RetryPolicyConfig,
             .transpose()?,
         retriable_status_codes: p.retriable_status_codes.clone(),
         retry_host_predicate_previous_hosts: previous_hosts,
+        previous_priorities_update_frequency: previous_priorities,
         host_selection_retry_max_attempts: (p.host_selection_retry_max_attempts != 0)
             .then_some(p.host_selection_retry_max_attempts),
         retriable_headers: p
@@ -622,6 +642,32 @@ fn retry_policy(p: &pb::RetryPolicy, path: &str) -> Result<r::RetryPolicyConfig,
             .map(|(i, h)| header_matcher(h, &at(path, &format!("retriable_request_headers[{i}]"))))
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// `retry_priority`: only `envoy.retry_priorities.previous_priorities`, by its
+/// `update_frequency` (the PGV rules already require it to be positive).
+fn retry_priority(prio: &pb::retry_policy::RetryPriority, path: &str) -> Result<u32, ConfigError> {
+    let p_path = at(path, "typed_config");
+    let Some(pb::retry_policy::retry_priority::ConfigType::TypedConfig(any)) = &prio.config_type
+    else {
+        return Err(invalid(p_path, "a retry priority needs a typed_config"));
+    };
+    if any_type(any, &p_path)? != PREVIOUS_PRIORITIES {
+        return Err(unsupported(
+            p_path,
+            format!("unsupported: retry priority {:?}", prio.name),
+        ));
+    }
+    let config: PreviousPrioritiesConfig = super::listener::unpack(any, &p_path)?;
+    u32::try_from(config.update_frequency)
+        .ok()
+        .filter(|f| *f > 0)
+        .ok_or_else(|| {
+            constraint(
+                at(&p_path, "update_frequency"),
+                "value must be greater than 0",
+            )
+        })
 }
 
 fn mirror_policies(
@@ -660,18 +706,10 @@ fn hash_policy(h: &pb::route_action::HashPolicy, path: &str) -> Result<r::HashPo
         Some(S::Header(hd)) => r::HashPolicySpecifier::Header {
             name: hd.header_name.clone(),
         },
-        // weft does not generate the cookie when the request has none (`ttl` set), so it
-        // refuses the setting rather than hash without affinity.
-        Some(S::Cookie(c)) if c.ttl.is_some() => {
-            return Err(super::support::unsupported_field(
-                "route hash policy",
-                &at(path, "cookie.ttl"),
-                "cookie.ttl",
-            ));
-        }
+        // With `ttl`, the router generates the cookie when the request has none.
         Some(S::Cookie(c)) => r::HashPolicySpecifier::Cookie {
             name: c.name.clone(),
-            ttl: None,
+            ttl: opt_duration(c.ttl.as_ref(), &at(path, "cookie.ttl"))?,
             path: (!c.path.is_empty()).then(|| c.path.clone()),
         },
         Some(S::ConnectionProperties(c)) => r::HashPolicySpecifier::ConnectionProperties {

@@ -440,6 +440,7 @@ pub(crate) static RULES: &[Rules] = &[
             "typed_per_filter_config",
             "retry_policy",
             "request_mirror_policies",
+            "require_tls",
         ],
         &[("metadata", METADATA)],
     ),
@@ -539,6 +540,7 @@ pub(crate) static RULES: &[Rules] = &[
             "retry_back_off",
             "retriable_status_codes",
             "retry_host_predicate",
+            "retry_priority",
             "host_selection_retry_max_attempts",
             "retriable_headers",
             "retriable_request_headers",
@@ -553,6 +555,16 @@ pub(crate) static RULES: &[Rules] = &[
     rules(
         "envoy.config.route.v3.RetryPolicy.RetryHostPredicate",
         &["name", "typed_config"],
+        &[],
+    ),
+    rules(
+        "envoy.config.route.v3.RetryPolicy.RetryPriority",
+        &["name", "typed_config"],
+        &[],
+    ),
+    rules(
+        "envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
+        &["update_frequency"],
         &[],
     ),
     rules(
@@ -1065,6 +1077,10 @@ pub(crate) static EXTENSIONS: &[(&str, &str)] = &[
         "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
         "retry host predicate `envoy.retry_host_predicates.previous_hosts`",
     ),
+    (
+        "envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
+        "retry priority `envoy.retry_priorities.previous_priorities`",
+    ),
 ];
 
 /// Message types that are plain values: accepted whole wherever their field is supported.
@@ -1220,6 +1236,7 @@ fn extension_kind(parent: &str) -> &'static str {
         "envoy.config.core.v3.TransportSocket" => "transport socket",
         "envoy.config.cluster.v3.Cluster" => "protocol options",
         "envoy.config.route.v3.RetryPolicy.RetryHostPredicate" => "retry host predicate",
+        "envoy.config.route.v3.RetryPolicy.RetryPriority" => "retry priority",
         _ => "per-filter config",
     }
 }

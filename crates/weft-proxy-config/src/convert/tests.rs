@@ -1272,26 +1272,136 @@ fn support_tables_name_real_messages_and_fields() {
     }
 }
 
+/// The route target of the first route of the first virtual host.
+fn first_target(config: &ProxyConfig) -> weft_proxy_route::RouteTarget {
+    let table = hcm_of(config).route_config.clone();
+    match table.virtual_hosts()[0].routes()[0].action() {
+        weft_proxy_route::RouteEntryAction::Route(t) => t.clone(),
+        other => panic!("not a route: {other:?}"),
+    }
+}
+
+#[test]
+fn cookie_hash_policies_keep_ttl_and_path() {
+    let generated = "hash_policy: [{cookie: {name: session, ttl: 3600.5s, path: /app}}]";
+    let t = first_target(&ok(&http("", &indent(generated, 18), "", "")));
+    assert_eq!(
+        t.hash_policy[0].policy,
+        weft_proxy_route::HashPolicySpecifier::Cookie {
+            name: "session".into(),
+            ttl: Some(Duration::from_millis(3_600_500)),
+            path: Some("/app".into()),
+        }
+    );
+    // A zero ttl still generates (a session cookie, without Max-Age); no ttl only reads.
+    let zero = "hash_policy: [{cookie: {name: s, ttl: 0s}}, {cookie: {name: r}}]";
+    let t = first_target(&ok(&http("", &indent(zero, 18), "", "")));
+    let ttls: Vec<_> = t
+        .hash_policy
+        .iter()
+        .map(|h| match &h.policy {
+            weft_proxy_route::HashPolicySpecifier::Cookie { ttl, path, .. } => {
+                assert_eq!(*path, None);
+                *ttl
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ttls, [Some(Duration::ZERO), None]);
+    // Cookie attributes are not supported.
+    let attributes =
+        "hash_policy: [{cookie: {name: s, ttl: 1s, attributes: [{name: SameSite, value: Lax}]}}]";
+    err(
+        &http("", &indent(attributes, 18), "", ""),
+        ErrorKind::Unsupported,
+        "attributes",
+    );
+}
+
 #[test]
 fn hash_policies_weft_cannot_honour_are_refused() {
-    let generated_cookie = "hash_policy: [{cookie: {name: session, ttl: 3600s}}]";
-    let e = err(
-        &http("", &indent(generated_cookie, 18), "", ""),
-        ErrorKind::Unsupported,
-        "cookie.ttl",
-    );
-    assert!(e.path.ends_with("hash_policy[0].cookie.ttl"), "{}", e.path);
     let filter_state = "hash_policy: [{filter_state: {key: x}}]";
     err(
         &http("", &indent(filter_state, 18), "", ""),
         ErrorKind::Unsupported,
         "filter_state",
     );
-    // A cookie without ttl only reads an existing cookie: supported.
-    ok(&http(
-        "",
-        &indent("hash_policy: [{cookie: {name: session}}]", 18),
-        "",
-        "",
-    ));
+}
+
+#[test]
+fn retry_priority_previous_priorities_keeps_its_update_frequency() {
+    let prio = |body: &str| {
+        format!(
+            "retry_policy:\n  retry_on: 5xx\n  retry_priority:\n    name: envoy.retry_priorities.previous_priorities\n{body}"
+        )
+    };
+    let good = prio(
+        "    typed_config: {\"@type\": type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig, update_frequency: 2}",
+    );
+    let t = first_target(&ok(&http("", &indent(&good, 18), "", "")));
+    assert_eq!(
+        t.retry_policy.unwrap().previous_priorities_update_frequency,
+        Some(2)
+    );
+    // Envoy's validation rule: update_frequency > 0 (checked when parsing).
+    let zero = prio(
+        "    typed_config: {\"@type\": type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig, update_frequency: 0}",
+    );
+    let e = crate::parse_bootstrap(
+        Path::new("test.yaml"),
+        &http("", &indent(&zero, 18), "", ""),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("update_frequency: value 0 must be > 0"),
+        "{e}"
+    );
+    // Other retry priorities are not.
+    let other = prio(
+        "    typed_config: {\"@type\": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}",
+    );
+    let e = err(
+        &http("", &indent(&other, 18), "", ""),
+        ErrorKind::Unsupported,
+        "retry priority",
+    );
+    assert!(
+        e.path.ends_with("retry_priority.typed_config"),
+        "{}",
+        e.path
+    );
+    // Without one, nothing is set.
+    let none = "retry_policy: {retry_on: 5xx}";
+    let t = first_target(&ok(&http("", &indent(none, 18), "", "")));
+    assert_eq!(
+        t.retry_policy.unwrap().previous_priorities_update_frequency,
+        None
+    );
+}
+
+#[test]
+fn require_tls_is_read_per_virtual_host() {
+    for (value, expected) in [
+        ("", weft_proxy_route::TlsRequirement::None),
+        ("NONE", weft_proxy_route::TlsRequirement::None),
+        (
+            "EXTERNAL_ONLY",
+            weft_proxy_route::TlsRequirement::ExternalOnly,
+        ),
+        ("ALL", weft_proxy_route::TlsRequirement::All),
+    ] {
+        let yaml = http("", "", "", "");
+        let yaml = if value.is_empty() {
+            yaml
+        } else {
+            yaml.replace(
+                "              domains: [\"*\"]",
+                &format!("              domains: [\"*\"]\n              require_tls: {value}"),
+            )
+        };
+        let config = ok(&yaml);
+        let table = hcm_of(&config).route_config.clone();
+        assert_eq!(table.virtual_hosts()[0].require_tls(), expected, "{value}");
+    }
 }

@@ -370,6 +370,25 @@ fn defaults_and_back_off_validation() {
 }
 
 #[test]
+fn previous_priorities_keeps_a_positive_update_frequency() {
+    let p = policy_with(RetryPolicyConfig {
+        previous_priorities_update_frequency: Some(2),
+        ..RetryPolicyConfig::default()
+    });
+    assert_eq!(p.previous_priorities_update_frequency, Some(2));
+    assert_eq!(policy("5xx").previous_priorities_update_frequency, None);
+    let bad = RetryPolicy::compile(
+        &RetryPolicyConfig {
+            previous_priorities_update_frequency: Some(0),
+            ..RetryPolicyConfig::default()
+        },
+        MultiValueHeaders::default(),
+        "p",
+    );
+    assert!(bad.is_err_and(|e| e.to_string().contains("p.retry_priority.update_frequency")));
+}
+
+#[test]
 fn backoff_intervals_double_then_cap() {
     let p = policy("5xx");
     let max_of = |attempt| backoff(&p, attempt, u64::MAX - (u64::MAX % 1000) - 1);

@@ -1449,3 +1449,142 @@ fn header_mutation_levels_follow_envoys_order() {
     );
     assert_eq!(order(&build(true)), ["cluster", "config", "vhost", "route"]);
 }
+
+// ---- require_tls ----------------------------------------------------------------------------
+
+fn tls_table(requirement: TlsRequirement) -> RouteTable {
+    table(vec![
+        VirtualHost {
+            require_tls: requirement,
+            ..vhost(
+                "secure",
+                &["secure.example.com", "secure.example.com:*"],
+                vec![route(RouteMatch::prefix("/"), "secure")],
+            )
+        },
+        vhost("open", &["*"], vec![route(RouteMatch::prefix("/"), "open")]),
+    ])
+}
+
+/// What `route_request` does: `redirect <location>`, `route <cluster>`, or `none`.
+fn routing(t: &RouteTable, authority: &str, path: &str, h: &HeaderMap) -> String {
+    let req = RequestView {
+        authority,
+        ..view(path, h)
+    };
+    match t.route_request(&req, 0) {
+        None => "none".to_owned(),
+        Some(Routing::TlsRedirect {
+            virtual_host,
+            location,
+        }) => format!(
+            "redirect {} from {}",
+            location.as_deref().unwrap_or("-"),
+            virtual_host.name()
+        ),
+        Some(Routing::Route(m)) => match m.action() {
+            RouteEntryAction::Route(RouteTarget {
+                cluster: ClusterTarget::Cluster(c),
+                ..
+            }) => format!("route {c}"),
+            other => format!("{other:?}"),
+        },
+    }
+}
+
+#[test]
+fn require_tls_all_redirects_whatever_is_not_forwarded_as_https() {
+    let t = tls_table(TlsRequirement::All);
+    let http = headers(&[("x-forwarded-proto", "http")]);
+    assert_eq!(
+        routing(&t, "secure.example.com", "/a/b?x=1", &http),
+        "redirect https://secure.example.com/a/b?x=1 from secure"
+    );
+    // The port stays as the client sent it, as Envoy's `createSslRedirectPath` keeps the host.
+    assert_eq!(
+        routing(&t, "secure.example.com:8080", "/", &http),
+        "redirect https://secure.example.com:8080/ from secure"
+    );
+    let https = headers(&[("x-forwarded-proto", "https")]);
+    assert_eq!(
+        routing(&t, "secure.example.com", "/", &https),
+        "route secure"
+    );
+    // Compared exactly: Envoy redirects `HTTPS` too.
+    let upper = headers(&[("x-forwarded-proto", "HTTPS")]);
+    assert!(routing(&t, "secure.example.com", "/", &upper).starts_with("redirect"));
+    // Two values read as Envoy's header map holds them, `https,https`: not `https`.
+    let twice = headers(&[
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-proto", "https"),
+    ]);
+    assert!(routing(&t, "secure.example.com", "/", &twice).starts_with("redirect"));
+    // Internal requests are no exception.
+    let internal = headers(&[("x-forwarded-proto", "http"), ("x-envoy-internal", "true")]);
+    assert!(routing(&t, "secure.example.com", "/", &internal).starts_with("redirect"));
+    // Other virtual hosts are unaffected.
+    assert_eq!(routing(&t, "other.example.com", "/", &http), "route open");
+}
+
+#[test]
+fn require_tls_external_only_spares_envoy_internal_requests() {
+    let t = tls_table(TlsRequirement::ExternalOnly);
+    let internal = headers(&[("x-forwarded-proto", "http"), ("x-envoy-internal", "true")]);
+    assert_eq!(
+        routing(&t, "secure.example.com", "/", &internal),
+        "route secure"
+    );
+    let external = headers(&[("x-forwarded-proto", "http")]);
+    assert!(routing(&t, "secure.example.com", "/", &external).starts_with("redirect"));
+    // Only the exact value `true` marks a request internal.
+    let other = headers(&[("x-forwarded-proto", "http"), ("x-envoy-internal", "yes")]);
+    assert!(routing(&t, "secure.example.com", "/", &other).starts_with("redirect"));
+    let https = headers(&[("x-forwarded-proto", "https")]);
+    assert_eq!(
+        routing(&t, "secure.example.com", "/", &https),
+        "route secure"
+    );
+}
+
+#[test]
+fn require_tls_reads_the_scheme_without_x_forwarded_proto() {
+    let t = tls_table(TlsRequirement::All);
+    assert!(routing(&t, "secure.example.com", "/", &EMPTY).starts_with("redirect"));
+    let req = RequestView {
+        scheme: "https",
+        authority: "secure.example.com",
+        ..view("/", &EMPTY)
+    };
+    assert!(matches!(t.route_request(&req, 0), Some(Routing::Route(_))));
+}
+
+#[test]
+fn require_tls_is_checked_before_routes_and_without_a_path() {
+    // The redirect does not need a matching route; a request without `:path` (plain CONNECT)
+    // gets it without a location.
+    let t = table(vec![VirtualHost {
+        require_tls: TlsRequirement::All,
+        ..vhost(
+            "secure",
+            &["*"],
+            vec![route(RouteMatch::prefix("/only"), "c")],
+        )
+    }]);
+    let http = headers(&[("x-forwarded-proto", "http")]);
+    assert_eq!(
+        routing(&t, "x.example.com", "/elsewhere", &http),
+        "redirect https://x.example.com/elsewhere from secure"
+    );
+    assert_eq!(
+        routing(&t, "x.example.com", "", &http),
+        "redirect - from secure"
+    );
+    // Without a requirement, route_request is route.
+    let open = table(vec![vhost(
+        "open",
+        &["*"],
+        vec![route(RouteMatch::prefix("/only"), "c")],
+    )]);
+    assert_eq!(routing(&open, "x.example.com", "/elsewhere", &http), "none");
+    assert_eq!(routing(&open, "x.example.com", "/only", &http), "route c");
+}

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use weft_proxy_config::model::{HttpConnectionManager, RouterFilter, ServerHeaderTransformation};
 use weft_proxy_lb::RandomSource;
-use weft_proxy_route::{HeaderFormatter, RequestView, RouteEntryAction};
+use weft_proxy_route::{HeaderFormatter, RequestView, RouteEntryAction, Routing};
 
 use super::path::{PathVerdict, normalize};
 use super::router::{self, RouterOutcome};
@@ -73,12 +73,17 @@ pub struct Downstream<'a> {
 impl Downstream<'_> {
     /// The first value of query parameter `name`, undecoded.
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query?
-            .split('&')
-            .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v)
+        query_param(self.query, name)
     }
+}
+
+/// The first value of query parameter `name` in `query` (without `?`), undecoded.
+pub(crate) fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// An HTTP/2 request Envoy's codec refuses by resetting its stream (the error makes hyper send
@@ -230,9 +235,21 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
         protocol: None,
         headers: &parts.headers,
     };
-    let Some(matched) = routes.route(&view, random) else {
-        inc(&cx.stats.downstream_rq_no_route);
-        return local_reply::reply(404, "");
+    let matched = match routes.route_request(&view, random) {
+        Some(Routing::Route(m)) => m,
+        Some(Routing::TlsRedirect { location, .. }) => {
+            // The virtual host's `require_tls`: Envoy's `SslRedirectRoute` answers 301 with the
+            // `https` URL and nothing else (no header mutations of any level).
+            let mut r = local_reply::reply(301, "");
+            if let Some(l) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                r.headers_mut().insert(header::LOCATION, l);
+            }
+            return r;
+        }
+        None => {
+            inc(&cx.stats.downstream_rq_no_route);
+            return local_reply::reply(404, "");
+        }
     };
     // Response header values may refer to request headers (`%REQ(...)%`): keep a copy only
     // when some level has response mutations.

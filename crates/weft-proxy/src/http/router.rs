@@ -11,7 +11,7 @@ use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use weft_proxy_config::model::{Discovery, UpstreamProtocol};
-use weft_proxy_lb::RandomSource;
+use weft_proxy_lb::{PreviousPriorities, RandomSource};
 use weft_proxy_route::{
     AttemptOutcome, ClusterRef, ClusterTarget, HashPolicy, HashPolicySpecifier, Http3Used,
     ResetReason, RetryDecision, RetryPolicy, RouteTarget, backoff, retry_decision,
@@ -102,7 +102,12 @@ pub async fn forward(
     }
     strip_hop_by_hop(&mut parts.headers, false);
     let timeout = route_timeout(target, &parts.headers);
-    let hash = request_hash(&target.hash_policy, &parts.headers, ds);
+    let hash = request_hash(
+        &target.hash_policy,
+        &parts.headers,
+        &ds.conn.addrs,
+        ds.query,
+    );
 
     // Buffer small bodies so retries and mirrors can replay them.
     let policy = target.retry_policy.as_deref();
@@ -142,7 +147,7 @@ pub async fn forward(
         &mut parts,
         &mut replay,
         policy,
-        hash,
+        &hash,
         ds,
         started,
         timeout,
@@ -301,49 +306,121 @@ fn route_timeout(target: &RouteTarget, headers: &HeaderMap) -> Option<Duration> 
     (!t.is_zero()).then_some(t)
 }
 
-/// Envoy's hash policies: the first policy that yields a value, combined with later ones
-/// until a terminal policy produced a hash.
-fn request_hash(policies: &[HashPolicy], headers: &HeaderMap, ds: &Downstream) -> Option<u64> {
-    let mut hash: Option<u64> = None;
+/// What the route's hash policies made of a request.
+#[derive(Debug, Default)]
+struct RequestHash {
+    /// The hash, when some policy produced one.
+    hash: Option<u64>,
+    /// `set-cookie` values for cookies the policies generated (a `ttl` cookie the request did
+    /// not carry).
+    set_cookies: Vec<HeaderValue>,
+}
+
+/// Envoy's `HashPolicyImpl::generateHash`: each policy that yields a value is combined into the
+/// hash (`hash = rotl(hash, 1) ^ value`); a terminal policy stops the evaluation once there is a
+/// hash, whichever policy produced it.
+fn request_hash(
+    policies: &[HashPolicy],
+    headers: &HeaderMap,
+    addrs: &crate::io::ConnectionAddrs,
+    query: Option<&str>,
+) -> RequestHash {
+    let mut out = RequestHash::default();
+    let xxh = |v: &[u8]| xxhash_rust::xxh64::xxh64(v, 0);
     for p in policies {
         let value = match &p.policy {
             HashPolicySpecifier::Header { name } => headers
                 .get_all(name.as_str())
                 .iter()
                 .next()
-                .map(|v| xxhash_rust::xxh64::xxh64(v.as_bytes(), 0)),
-            HashPolicySpecifier::Cookie { name, .. } => {
-                cookie(headers, name).map(|v| xxhash_rust::xxh64::xxh64(v.as_bytes(), 0))
+                .map(|v| xxh(v.as_bytes())),
+            HashPolicySpecifier::Cookie { name, ttl, path } => {
+                match (cookie(headers, name).filter(|v| !v.is_empty()), ttl) {
+                    (Some(v), _) => Some(xxh(v.as_bytes())),
+                    (None, Some(ttl)) => {
+                        let value = generated_cookie_value(addrs);
+                        let header = set_cookie_value(
+                            name,
+                            &value,
+                            path.as_deref().unwrap_or(""),
+                            ttl.as_secs(),
+                        );
+                        if let Ok(h) = HeaderValue::from_str(&header) {
+                            out.set_cookies.push(h);
+                        }
+                        Some(xxh(value.as_bytes()))
+                    }
+                    (None, None) => None,
+                }
             }
-            HashPolicySpecifier::ConnectionProperties { source_ip: true } => Some(
-                xxhash_rust::xxh64::xxh64(ds.conn.addrs.peer.ip().to_string().as_bytes(), 0),
-            ),
-            HashPolicySpecifier::QueryParameter { name } => ds
-                .query_param(name)
-                .map(|v| xxhash_rust::xxh64::xxh64(v.as_bytes(), 0)),
+            HashPolicySpecifier::ConnectionProperties { source_ip: true } => {
+                Some(xxh(addrs.peer.ip().to_string().as_bytes()))
+            }
+            HashPolicySpecifier::QueryParameter { name } => {
+                super::request::query_param(query, name).map(|v| xxh(v.as_bytes()))
+            }
             _ => None,
         };
         if let Some(v) = value {
-            // Envoy: hash = (hash << 1 | hash >> 63) ^ new.
-            hash = Some(match hash {
+            // Rotating keeps two equal policies from cancelling each other out.
+            out.hash = Some(match out.hash {
                 Some(h) => h.rotate_left(1) ^ v,
                 None => v,
             });
-            if p.terminal {
-                break;
-            }
+        }
+        if p.terminal && out.hash.is_some() {
+            break;
         }
     }
-    hash
+    out
 }
 
+/// The value of a generated hash cookie, as Envoy's router makes it: the hex (16 lowercase
+/// digits) of xxHash64 over the connection's remote address followed by its local address, both
+/// printed `ip:port` (`[ip]:port` for IPv6). The same on every request of a connection, so
+/// requests racing on it get the same cookie. The local address is the original destination when
+/// the listener restores it (`original_dst`), as Envoy's connection reports it.
+fn generated_cookie_value(addrs: &crate::io::ConnectionAddrs) -> String {
+    let input = format!("{}{}", addrs.peer, addrs.original_dst);
+    format!("{:016x}", xxhash_rust::xxh64::xxh64(input.as_bytes(), 0))
+}
+
+/// Envoy's `Http::Utility::makeSetCookieValue` for a hash policy cookie: the value quoted,
+/// `Max-Age` unless it is zero, `Path` unless empty, then `HttpOnly`.
+fn set_cookie_value(name: &str, value: &str, path: &str, max_age_secs: u64) -> String {
+    let mut out = format!("{name}=\"{value}\"");
+    if max_age_secs != 0 {
+        out.push_str(&format!("; Max-Age={max_age_secs}"));
+    }
+    if !path.is_empty() {
+        out.push_str("; Path=");
+        out.push_str(path);
+    }
+    out.push_str("; HttpOnly");
+    out
+}
+
+/// Envoy's `Http::Utility::parseCookieValue`: the first cookie named `name` across the `cookie`
+/// headers, split at `;`, the name taken from the first non-space character to the `=`, the value
+/// everything after it, with one pair of surrounding double quotes removed. Cookies without `=`
+/// are skipped. The value may be empty (Envoy then treats the cookie as absent).
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| {
+            let eq = s.find('=')?;
+            let start = s.find(|c| c != ' ').unwrap_or(eq).min(eq);
+            let value = &s[eq + 1..];
+            let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+                Some(inner) if value.len() >= 2 => inner,
+                _ => value,
+            };
+            Some((&s[start..eq], value))
+        })
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
 }
@@ -496,13 +573,21 @@ async fn attempts(
     parts: &mut http::request::Parts,
     replay: &mut ReplayBody,
     policy: Option<&RetryPolicy>,
-    hash: Option<u64>,
+    hash: &RequestHash,
     ds: &Downstream<'_>,
     started: Instant,
     timeout: Option<Duration>,
     outcome: &mut RouterOutcome,
 ) -> Response<Body> {
     let shared = &cluster.shared;
+    // The retry priority's state lives as long as the request (Envoy's retry state).
+    let mut priorities = policy
+        .and_then(|p| p.previous_priorities_update_frequency)
+        .map(PreviousPriorities::new);
+    // Envoy evaluates the hash policies, generating their cookies, at every pick of a balancer
+    // that reads the hash, and sets every cookie so generated on the upstream's response.
+    let hashed_picks = cluster.hashes_requests();
+    let mut set_cookies: Vec<HeaderValue> = Vec::new();
     let http2 = match shared.config.protocol {
         UpstreamProtocol::Http1 => false,
         UpstreamProtocol::Http2 => true,
@@ -526,7 +611,12 @@ async fn attempts(
                 let attempts = policy.map_or(1, |p| {
                     u32::try_from(p.host_selection_retry_max_attempts.max(1)).unwrap_or(1)
                 });
-                cluster.pick(hash, prev, attempts)
+                if hashed_picks {
+                    set_cookies.extend(hash.set_cookies.iter().cloned());
+                }
+                // Only retries consult the retry priority.
+                let retry_priority = priorities.as_mut().filter(|_| attempt > 1);
+                cluster.pick_with_priority(hash.hash, prev, attempts, retry_priority)
             }
         };
         let host = match host {
@@ -536,6 +626,9 @@ async fn attempts(
                 return local_reply::upstream_failure(&e);
             }
         };
+        if let Some(p) = priorities.as_mut() {
+            p.on_host_attempted(host.priority);
+        }
         let Some(body) = replay.take() else {
             // A streamed body was consumed by an earlier attempt: nothing to retry with.
             let e = UpstreamError::ResetBeforeHeaders {
@@ -654,6 +747,9 @@ async fn attempts(
             (Some(mut r), _) => {
                 outcome.upstream_responded = true;
                 strip_hop_by_hop(r.headers_mut(), false);
+                for c in set_cookies {
+                    r.headers_mut().append(header::SET_COOKIE, c);
+                }
                 // The downstream codec speaks its own version, whatever the upstream spoke.
                 *r.version_mut() = Version::HTTP_11;
                 r
@@ -802,5 +898,150 @@ mod tests {
         );
         assert_eq!(cookie(&h, "session"), Some("xyz"));
         assert_eq!(cookie(&h, "missing"), None);
+    }
+
+    fn cookie_headers(values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::COOKIE, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn cookies_are_parsed_as_envoy_parses_them() {
+        // One pair of double quotes is removed (a generated cookie comes back quoted).
+        let h = cookie_headers(&["sid=\"0123456789abcdef\""]);
+        assert_eq!(cookie(&h, "sid"), Some("0123456789abcdef"));
+        let h = cookie_headers(&["sid=\""]);
+        assert_eq!(cookie(&h, "sid"), Some("\""));
+        // The value keeps its spaces; the name must end right at `=`.
+        let h = cookie_headers(&["a=1 ;  b = 2; c"]);
+        assert_eq!(cookie(&h, "a"), Some("1 "));
+        assert_eq!(cookie(&h, "b"), None);
+        assert_eq!(cookie(&h, "c"), None);
+        // Every cookie header is read; the first match wins, even when empty.
+        let h = cookie_headers(&["x=1", "sid=; sid=2"]);
+        assert_eq!(cookie(&h, "sid"), Some(""));
+    }
+
+    #[test]
+    fn set_cookie_values_follow_envoys_format() {
+        assert_eq!(
+            set_cookie_value("sid", "abc", "/app", 3600),
+            "sid=\"abc\"; Max-Age=3600; Path=/app; HttpOnly"
+        );
+        // A zero ttl makes a session cookie; no path, no Path attribute.
+        assert_eq!(
+            set_cookie_value("sid", "abc", "", 0),
+            "sid=\"abc\"; HttpOnly"
+        );
+    }
+
+    fn addrs(peer: &str, local: &str) -> crate::io::ConnectionAddrs {
+        crate::io::ConnectionAddrs {
+            peer: peer.parse().unwrap(),
+            local: local.parse().unwrap(),
+            original_dst: local.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn generated_cookies_hash_the_connections_addresses() {
+        // The value Envoy 1.40 generated for a client on 127.0.0.1:40124 talking to a listener
+        // on 127.0.0.1:18000.
+        let a = addrs("127.0.0.1:40124", "127.0.0.1:18000");
+        assert_eq!(generated_cookie_value(&a), "480caea74e2a3edc");
+        let v6 = addrs("[::1]:40124", "[::1]:18000");
+        assert_eq!(
+            generated_cookie_value(&v6),
+            format!(
+                "{:016x}",
+                xxhash_rust::xxh64::xxh64(b"[::1]:40124[::1]:18000", 0)
+            )
+        );
+        // The local address is the restored original destination.
+        let mut redirected = addrs("127.0.0.1:40124", "127.0.0.1:15001");
+        redirected.original_dst = "127.0.0.1:18000".parse().unwrap();
+        assert_eq!(generated_cookie_value(&redirected), "480caea74e2a3edc");
+    }
+
+    fn cookie_policy(name: &str, ttl: Option<u64>, path: Option<&str>) -> HashPolicy {
+        HashPolicy {
+            policy: HashPolicySpecifier::Cookie {
+                name: name.to_owned(),
+                ttl: ttl.map(Duration::from_secs),
+                path: path.map(str::to_owned),
+            },
+            terminal: false,
+        }
+    }
+
+    fn header_policy(name: &str, terminal: bool) -> HashPolicy {
+        HashPolicy {
+            policy: HashPolicySpecifier::Header {
+                name: name.to_owned(),
+            },
+            terminal,
+        }
+    }
+
+    fn xxh(v: &str) -> u64 {
+        xxhash_rust::xxh64::xxh64(v.as_bytes(), 0)
+    }
+
+    #[test]
+    fn a_missing_ttl_cookie_is_generated_and_hashed() {
+        let a = addrs("127.0.0.1:40124", "127.0.0.1:18000");
+        let policies = [cookie_policy("sid", Some(60), Some("/p"))];
+        let out = request_hash(&policies, &HeaderMap::new(), &a, None);
+        assert_eq!(out.hash, Some(xxh("480caea74e2a3edc")));
+        assert_eq!(
+            out.set_cookies,
+            [HeaderValue::from_static(
+                "sid=\"480caea74e2a3edc\"; Max-Age=60; Path=/p; HttpOnly"
+            )]
+        );
+        // A request carrying the cookie hashes the same, and nothing is generated.
+        let back = cookie_headers(&["sid=\"480caea74e2a3edc\""]);
+        let out = request_hash(&policies, &back, &a, None);
+        assert_eq!(out.hash, Some(xxh("480caea74e2a3edc")));
+        assert!(out.set_cookies.is_empty());
+        // An empty cookie counts as missing.
+        let empty = cookie_headers(&["sid="]);
+        assert_eq!(
+            request_hash(&policies, &empty, &a, None).set_cookies.len(),
+            1
+        );
+        // Without ttl, a missing cookie gives no hash and no cookie.
+        let read_only = [cookie_policy("sid", None, None)];
+        let out = request_hash(&read_only, &HeaderMap::new(), &a, None);
+        assert_eq!(out.hash, None);
+        assert!(out.set_cookies.is_empty());
+    }
+
+    #[test]
+    fn terminal_stops_once_any_policy_produced_a_hash() {
+        let a = addrs("127.0.0.1:1", "127.0.0.1:2");
+        let mut h = HeaderMap::new();
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert("x-c", HeaderValue::from_static("3"));
+        // x-b is missing but terminal: the hash from x-a stops the evaluation (Envoy checks the
+        // accumulated hash, not the policy's own value).
+        let policies = [
+            header_policy("x-a", false),
+            header_policy("x-b", true),
+            header_policy("x-c", false),
+        ];
+        assert_eq!(request_hash(&policies, &h, &a, None).hash, Some(xxh("1")));
+        // Without the terminal, x-c is combined in.
+        let policies = [header_policy("x-a", false), header_policy("x-c", false)];
+        assert_eq!(
+            request_hash(&policies, &h, &a, None).hash,
+            Some(xxh("1").rotate_left(1) ^ xxh("3"))
+        );
+        // A terminal policy that yields nothing with no hash yet goes on.
+        let policies = [header_policy("x-b", true), header_policy("x-c", false)];
+        assert_eq!(request_hash(&policies, &h, &a, None).hash, Some(xxh("3")));
     }
 }

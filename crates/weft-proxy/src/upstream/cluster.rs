@@ -9,7 +9,8 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use weft_proxy_config::model::{self, Cluster, ConfiguredHealth, Discovery, EndpointAddress};
 use weft_proxy_lb::{
-    Endpoints, Health, Host, LoadBalancer, Locality, LocalityEndpoints, PickContext, RandomSource,
+    Endpoints, Health, Host, LbPolicy, LoadBalancer, Locality, LocalityEndpoints, PickContext,
+    PreviousPriorities, RandomSource,
 };
 
 use super::pool::HostPool;
@@ -464,6 +465,29 @@ impl ClusterRuntime {
         previous: &[Arc<HostRuntime>],
         max_attempts: u32,
     ) -> Result<Arc<HostRuntime>, UpstreamError> {
+        self.pick_with_priority(hash, previous, max_attempts, None)
+    }
+
+    /// Whether the balancer consults the request hash (RING_HASH, MAGLEV): only then does Envoy
+    /// evaluate the route's hash policies, once per pick (which is when a hash policy's cookie
+    /// is generated).
+    pub fn hashes_requests(&self) -> bool {
+        !matches!(self.shared.config.discovery, Discovery::OriginalDst)
+            && matches!(
+                self.shared.config.lb.config().policy,
+                LbPolicy::RingHash(_) | LbPolicy::Maglev(_)
+            )
+    }
+
+    /// [`Self::pick`] for a retry with a retry priority: the pick uses the priority load
+    /// `priorities` computes for the current hosts (Envoy's `determinePriorityLoad`).
+    pub fn pick_with_priority(
+        &self,
+        hash: Option<u64>,
+        previous: &[Arc<HostRuntime>],
+        max_attempts: u32,
+        priorities: Option<&mut PreviousPriorities>,
+    ) -> Result<Arc<HostRuntime>, UpstreamError> {
         let set = self.hosts.load();
         let Some(lb) = set.lb.as_ref() else {
             inc(&self.shared.stats.upstream_cx_none_healthy);
@@ -481,6 +505,9 @@ impl ClusterRuntime {
         }
         if !prev_ids.is_empty() {
             ctx = ctx.with_previous_hosts(&prev_ids, max_attempts);
+        }
+        if let Some(p) = priorities {
+            ctx = ctx.with_priority_load(p.priority_load(lb));
         }
         let mut rng = ThreadRng;
         match lb.choose(&ctx, &mut rng) {

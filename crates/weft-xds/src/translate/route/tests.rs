@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, Route, RouteAction, RouteConfiguration, VirtualHost,
     header_matcher::HeaderMatchSpecifier, query_parameter_matcher::QueryParameterMatchSpecifier,
-    redirect_action, route, route_action, route_match::PathSpecifier,
+    redirect_action, retry_policy, route, route_action, route_match::PathSpecifier,
 };
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::{Cors, CorsPolicy as EnvoyCors};
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{HttpFault, fault_abort};
@@ -20,6 +20,7 @@ use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
 };
+use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
@@ -921,7 +922,6 @@ fn retries_and_timeouts() {
 
 #[test]
 fn retry_remote_localities_sets_previous_priorities() {
-    // Not accepted by weft's proxy (retry_priority), so checked without conversion.
     let yaml = vs(r#"
   - route: [{destination: {host: reviews}}]
     retries: {attempts: 2, retryRemoteLocalities: true}
@@ -931,12 +931,18 @@ fn retry_remote_localities_sets_previous_priorities() {
     let scope = Scope::new(&m, &n);
     let services: Vec<&Service> = scope.services.clone();
     let rc = outbound_route_config(&scope, "9080", 9080, &services);
+    assert_converts(&rc);
     let p = action(&vhost(&rc, REVIEWS).routes[0])
         .retry_policy
         .clone()
         .unwrap();
     let prio = p.retry_priority.unwrap();
     assert_eq!(prio.name, "envoy.retry_priorities.previous_priorities");
+    let Some(retry_policy::retry_priority::ConfigType::TypedConfig(any)) = prio.config_type else {
+        panic!("no typed_config");
+    };
+    let config = PreviousPrioritiesConfig::decode(any.value.as_slice()).unwrap();
+    assert_eq!(config.update_frequency, 2);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1262,13 +1268,17 @@ spec: {address: 10.0.0.1, labels: {app: app}}
 
 #[test]
 fn cookie_ttl_is_kept() {
-    // Istio sets the generated cookie's TTL; weft's proxy does not accept `cookie.ttl` yet, so
-    // this is checked without conversion.
-    let ch: weft_api::networking::destination_rule::ConsistentHashLb =
-        serde_json::from_value(serde_json::json!({"httpCookie": {"name": "sid", "ttl": "60s"}}))
-            .unwrap();
+    // Istio sets the generated cookie's TTL; weft's proxy generates the cookie.
+    let yaml = format!(
+        "{}\n---\n{}",
+        dr(
+            "  host: reviews\n  trafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: sid, ttl: 60s}}}}\n"
+        ),
+        vs("  - route: [{destination: {host: reviews}}]\n")
+    );
+    let routes = reviews_routes(&yaml);
     let Some(route_action::hash_policy::PolicySpecifier::Cookie(c)) =
-        http::hash_policy(&ch).unwrap().policy_specifier
+        action(&routes[0]).hash_policy[0].policy_specifier.clone()
     else {
         panic!("not a cookie");
     };
@@ -1347,6 +1357,7 @@ spec:
 #[test]
 fn gateway_virtual_hosts_from_bound_virtual_services() {
     let rc = gateway_config(GATEWAY_VS);
+    assert_converts(&rc);
     assert_eq!(rc.name, "http.80");
     assert!(rc.ignore_port_in_host_matching);
     // The shop hosts share one route list and collapse into the first host's virtual host.
