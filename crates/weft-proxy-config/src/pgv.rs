@@ -199,10 +199,17 @@ fn flag(rules: &DynamicMessage, name: &str) -> bool {
 static RULES_CACHE: LazyLock<Mutex<HashMap<String, Option<DynamicMessage>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// Forgets every cached rule (see [`RULES_CACHE`]).
+/// Compiled `pattern` rules (`None`: not a regex Rust's engine accepts), cleared with the rules.
+static PATTERNS: LazyLock<Mutex<HashMap<String, Option<Regex>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Forgets every cached rule and compiled pattern (see [`RULES_CACHE`]).
 pub(crate) fn clear_cache() {
     if let Ok(mut cache) = RULES_CACHE.lock() {
         *cache = HashMap::new();
+    }
+    if let Ok(mut patterns) = PATTERNS.lock() {
+        *patterns = HashMap::new();
     }
 }
 
@@ -855,17 +862,54 @@ fn well_known_string(rules: &DynamicMessage, s: &str, strict: bool) -> Result<()
         let strict = get(rules, "strict")
             .and_then(|v| v.as_bool())
             .unwrap_or(true);
-        let (pattern, what) = match (which, strict) {
-            (1, true) => (r"^:?[0-9a-zA-Z!#$%&'*+\-.^_|~`]+$", "HTTP header name"),
-            (2, true) => (r"^[^\x00-\x08\x0A-\x1F\x7F]*$", "HTTP header value"),
-            (1 | 2, false) => (r"^[^\x00\n\r]*$", "HTTP header (no NUL, CR or LF)"),
+        let (ok, what) = match (which, strict) {
+            (1, true) => (is_header_name(s), "HTTP header name"),
+            (2, true) => (is_header_value(s), "HTTP header value"),
+            (1 | 2, false) => (
+                !s.contains(['\0', '\n', '\r']),
+                "HTTP header (no NUL, CR or LF)",
+            ),
             _ => return Ok(()),
         };
-        if !regex_is_match(pattern, s).unwrap_or(true) {
+        if !ok {
             return bad(what);
         }
     }
     Ok(())
+}
+
+/// PGV's strict `HTTP_HEADER_NAME`, `^:?[0-9a-zA-Z!#$%&'*+\-.^_|~\x60]+$` (RFC 7230 token,
+/// optionally a pseudo-header), without compiling a regular expression.
+fn is_header_name(s: &str) -> bool {
+    let token = s.strip_prefix(':').unwrap_or(s);
+    !token.is_empty()
+        && token.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'|'
+                        | b'~'
+                        | b'`'
+                )
+        })
+}
+
+/// PGV's strict `HTTP_HEADER_VALUE`, `^[^\x00-\x08\x0A-\x1F\x7F]*$`: no control character
+/// but horizontal tab.
+fn is_header_value(s: &str) -> bool {
+    !s.chars()
+        .any(|c| matches!(c, '\0'..='\x08' | '\x0A'..='\x1F' | '\x7F'))
 }
 
 fn is_scheme(s: &str) -> bool {
@@ -1029,9 +1073,7 @@ fn matches_pattern(pattern: &str, s: &str) -> Result<(), String> {
 /// `None` when the pattern does not compile (RE2 syntax Rust's regex lacks): such a rule is not
 /// enforced rather than failing every config.
 fn regex_is_match(pattern: &str, s: &str) -> Option<bool> {
-    static CACHE: LazyLock<Mutex<HashMap<String, Option<Regex>>>> =
-        LazyLock::new(|| Mutex::new(HashMap::new()));
-    let mut cache = CACHE.lock().ok()?;
+    let mut cache = PATTERNS.lock().ok()?;
     let re = cache
         .entry(pattern.to_owned())
         .or_insert_with(|| Regex::new(pattern).ok());

@@ -487,3 +487,26 @@ fn bool_const() {
     );
     passes(t, json!({"any_match": true}));
 }
+
+/// The hand-written well-known header checks agree with PGV's regular expressions.
+#[test]
+fn well_known_header_checks_match_pgvs_regexes() {
+    let name = regex::Regex::new(r"^:?[0-9a-zA-Z!#$%&'*+\-.^_|~`]+$").unwrap();
+    let value = regex::Regex::new(r"^[^\x00-\x08\x0A-\x1F\x7F]*$").unwrap();
+    let mut samples: Vec<String> = ["", ":", "::a", ":path", "x-b3", "a b", "é", "a\tb", "ok~`|"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for c in (0u32..0x100)
+        .chain([0x2028, 0xFEFF, 0x1F600])
+        .filter_map(char::from_u32)
+    {
+        samples.push(c.to_string());
+        samples.push(format!("a{c}"));
+        samples.push(format!(":{c}b"));
+    }
+    for s in &samples {
+        assert_eq!(super::is_header_name(s), name.is_match(s), "name {s:?}");
+        assert_eq!(super::is_header_value(s), value.is_match(s), "value {s:?}");
+    }
+}
