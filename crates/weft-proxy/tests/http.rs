@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::*;
 use weft_proxy::Proxy;
 use weft_proxy_route::{RetryPolicyConfig, RouteAction};
-use weft_test_support::{HttpServer, http1_get, http2_get};
+use weft_test_support::{HttpServer, WebSocketClient, WsMessage, http1_get, http2_get};
 
 /// One listener, `ingress`, routing everything to the cluster `backend`.
 fn single_route_config(
@@ -540,4 +540,83 @@ async fn a_ttl_cookie_is_generated_and_then_sticks() {
     let rr = http1_get(addr, "x", "/rr", &[]).await.unwrap();
     assert_eq!(rr.status, 200);
     assert!(rr.header("set-cookie").is_none());
+}
+
+/// One listener routing everything to `backend`, with WebSocket upgrades enabled on the HCM.
+fn websocket_config(
+    clusters: Vec<weft_proxy_config::model::Cluster>,
+) -> weft_proxy_config::model::ProxyConfig {
+    let mut manager = hcm(routes(vec![prefix_to(
+        "/",
+        RouteAction::cluster("backend"),
+    )]));
+    manager.upgrades = vec!["websocket".into()];
+    config(vec![http_listener("ingress", manager)], clusters)
+}
+
+#[tokio::test]
+async fn websocket_frames_pass_both_ways_through_the_proxy() {
+    let upstream = HttpServer::start("ws").await;
+    let (_proxy, addr) = start(websocket_config(vec![cluster(
+        "backend",
+        &[upstream.addr()],
+    )]))
+    .await;
+    let mut ws = WebSocketClient::connect(addr, "x", "/chat").await.unwrap();
+    assert_eq!(ws.served_by(), Some("ws"));
+    ws.send_text("hello").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap(), WsMessage::Text("hello".into()));
+    let big = vec![7u8; 200_000];
+    ws.send_binary(&big).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap(), WsMessage::Binary(big.into()));
+    ws.ping(b"p").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap(), WsMessage::Pong("p".into()));
+    ws.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn websocket_is_refused_where_upgrades_are_not_enabled() {
+    let upstream = HttpServer::start("ws").await;
+    let (_proxy, addr) = start(single_route_config(vec![cluster(
+        "backend",
+        &[upstream.addr()],
+    )]))
+    .await;
+    let err = WebSocketClient::connect(addr, "x", "/chat")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("answered 403"), "{err}");
+}
+
+/// As in Envoy, an upgraded request holds its `max_requests` slot until the tunnel closes.
+#[tokio::test]
+async fn an_open_websocket_holds_its_max_requests_slot() {
+    let upstream = HttpServer::start("ws").await;
+    let mut c = cluster("backend", &[upstream.addr()]);
+    c.circuit_breakers.max_requests = 1;
+    let (_proxy, addr) = start(websocket_config(vec![c])).await;
+    let mut ws = WebSocketClient::connect(addr, "x", "/chat").await.unwrap();
+    ws.send_text("still open").await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap(),
+        WsMessage::Text("still open".into())
+    );
+    let r = http1_get(addr, "x", "/", &[]).await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("x-envoy-overloaded"), Some("true"));
+    ws.close().await.unwrap();
+    // The slot comes back when the tunnel ends.
+    let mut status = 0;
+    for _ in 0..50 {
+        status = http1_get(addr, "x", "/", &[])
+            .await
+            .unwrap()
+            .status
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200);
 }

@@ -252,8 +252,14 @@ async fn upgrade(
     cluster.shared.stats.record_status(resp.status().as_u16());
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut resp);
+        let permit = resp
+            .extensions_mut()
+            .remove::<crate::upstream::pool::UpgradePermit>()
+            .and_then(|p| p.take());
         if let Some(downstream) = downstream {
             tokio::spawn(async move {
+                // The request's max_requests slot, held while the tunnel is open.
+                let _permit = permit;
                 let (Ok(d), Ok(u)) = futures_util::future::join(downstream, upstream).await else {
                     return;
                 };

@@ -398,9 +398,18 @@ impl HostPool {
             pool: self.clone(),
             conn: Some(conn),
         });
+        let mut parts = parts;
+        // A 101's request goes on as long as the upgraded connection: its slot goes with the
+        // response for the upgrade to hold (Envoy counts the stream until the tunnel closes).
+        let permit = if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            parts.extensions.insert(UpgradePermit::new(permit));
+            None
+        } else {
+            Some(permit)
+        };
         let body = PooledBody {
             inner: body,
-            permit: Some(permit),
+            permit,
             release,
         };
         Response::from_parts(parts, Body::new(body))
@@ -583,6 +592,23 @@ impl Checkout {
                 })
             }
         }
+    }
+}
+
+/// The `max_requests` slot of a request answered `101 Switching Protocols`, in the response's
+/// extensions: whoever splices the upgraded connections takes it ([`UpgradePermit::take`]) and
+/// holds it until the tunnel closes. Left there, it is released with the response.
+#[derive(Debug, Clone)]
+pub struct UpgradePermit(Arc<std::sync::Mutex<Option<Permit>>>);
+
+impl UpgradePermit {
+    fn new(permit: Permit) -> Self {
+        UpgradePermit(Arc::new(std::sync::Mutex::new(Some(permit))))
+    }
+
+    /// The slot, once.
+    pub fn take(&self) -> Option<Permit> {
+        self.0.lock().ok().and_then(|mut p| p.take())
     }
 }
 
