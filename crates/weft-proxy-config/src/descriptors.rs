@@ -92,11 +92,10 @@ pub fn release_idle(idle: Duration) -> bool {
         }
         if slot.as_ref().is_some_and(|s| s.last_used.elapsed() >= idle) {
             *slot = None;
+            // Under the lock too, so no operation meets rules cached from the dropped pool.
+            crate::pgv::clear_cache();
             released = true;
         }
-    }
-    if released {
-        crate::pgv::clear_cache();
     }
     released
 }
