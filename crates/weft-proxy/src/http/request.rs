@@ -68,6 +68,35 @@ pub struct Downstream<'a> {
     pub query: Option<&'a str>,
     /// `include_request_attempt_count` of the matched virtual host.
     pub vhost_attempt_count: bool,
+    /// The route's `auto_host_rewrite`: the host becomes the picked endpoint's hostname, if it
+    /// has one (with `append_x_forwarded_host`, the original host is appended first).
+    pub auto_host_rewrite: Option<AutoHostRewrite>,
+}
+
+/// A route's `auto_host_rewrite`, applied per attempt once the upstream host is picked.
+#[derive(Debug, Clone, Copy)]
+pub struct AutoHostRewrite {
+    /// Append the original host to `x-forwarded-host` when the host is rewritten.
+    pub append_x_forwarded_host: bool,
+}
+
+impl AutoHostRewrite {
+    /// Sets `host` to `hostname`, as Envoy does for an endpoint with a hostname (an endpoint
+    /// without one leaves the host alone).
+    pub fn apply(self, headers: &mut HeaderMap, hostname: &str) {
+        if hostname.is_empty() {
+            return;
+        }
+        let Ok(new) = HeaderValue::from_str(hostname) else {
+            return;
+        };
+        if self.append_x_forwarded_host
+            && let Some(original) = headers.get(header::HOST).cloned()
+        {
+            headers.append("x-forwarded-host", original);
+        }
+        headers.insert(header::HOST, new);
+    }
 }
 
 impl Downstream<'_> {
@@ -354,6 +383,13 @@ async fn handle_inner(
                 conn: cx,
                 query: pq.split_once('?').map(|(_, q)| q),
                 vhost_attempt_count: matched.virtual_host().include_request_attempt_count(),
+                auto_host_rewrite: matches!(
+                    target.host_rewrite,
+                    Some(weft_proxy_route::HostRewriteTarget::Auto)
+                )
+                .then_some(AutoHostRewrite {
+                    append_x_forwarded_host: target.append_x_forwarded_host,
+                }),
             };
             let mut outcome = RouterOutcome::default();
             let mut resp = run_filters(
@@ -958,6 +994,27 @@ mod tests {
         assert_eq!(remote, "10.9.9.9:0".parse().unwrap());
         assert_eq!(h["x-forwarded-for"], "192.0.2.9,10.9.9.9,198.51.100.9");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn auto_host_rewrite_uses_the_endpoint_hostname() {
+        let mut h = hmap(&[("host", "api.example.com")]);
+        let append = AutoHostRewrite {
+            append_x_forwarded_host: true,
+        };
+        append.apply(&mut h, "");
+        assert_eq!(h["host"], "api.example.com");
+        assert!(h.get("x-forwarded-host").is_none());
+        append.apply(&mut h, "b.backend.internal");
+        assert_eq!(h["host"], "b.backend.internal");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+        let mut plain = hmap(&[("host", "api.example.com")]);
+        AutoHostRewrite {
+            append_x_forwarded_host: false,
+        }
+        .apply(&mut plain, "b.backend.internal");
+        assert_eq!(plain["host"], "b.backend.internal");
+        assert!(plain.get("x-forwarded-host").is_none());
     }
 
     #[test]
