@@ -1,12 +1,15 @@
 //! Envoy is the reference: the same bootstrap runs through Envoy 1.40 and through weft, the same
 //! requests go to both, and what comes back (and what the upstreams see) must match.
 //!
-//! Scenarios are data: every `tests/parity/<area>.yaml` holds a list of request cases, then `---`,
-//! then a bootstrap template (`{{VARS}}` are filled in per side: `LISTEN*` and `ADMIN` get free
-//! ports, `UPSTREAM_*`, `TLS_*`, `TCP_*` and `DEAD` point at the test servers below, and
-//! `{{STANDARD_CLUSTERS}}` expands to `parity/clusters.inc`, one cluster per test server). Each file is
-//! one test; every differing case is reported by name. A case also states what Envoy must answer
-//! (`expect`), so a scenario cannot pass by both sides failing the same boring way.
+//! Scenarios are data, one feature area per file: every `tests/parity/<area>/<scenario>.yaml`
+//! holds a list of request cases, then `---`, then the bootstrap template those cases need and
+//! nothing more (`{{VARS}}` are filled in per side: `LISTEN*` and `ADMIN` get free ports,
+//! `UPSTREAM_*`, `TLS_*`, `TCP_*` and `DEAD` point at the test servers below, `CERT`/`KEY` are
+//! the proxies' server certificate, `CA` the test CA, and `{{STANDARD_CLUSTERS}}` expands to
+//! `parity/clusters.inc`, one cluster per test server). `build.rs` declares each file as one test
+//! (`routing/domains.yaml` is `routing::domains`); every differing case is reported by name. A
+//! case also states what Envoy must answer (`expect`), so a scenario cannot pass by both sides
+//! failing the same boring way.
 //!
 //! Values that differ by design are compared by shape: a `set-cookie` value that is a generated
 //! hash (16 hex digits, derived from the client's port) reads `<hash>`, and a case with
@@ -132,6 +135,9 @@ struct TlsCase {
     /// `h2` or `http/1.1`.
     #[serde(default = "default_alpn")]
     alpn: String,
+    /// Present a client certificate (issued by the test CA) whose only name is this URI SAN.
+    #[serde(default)]
+    client_uri: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,9 +202,10 @@ struct Observation {
 /// Requests sent with the generated cookie in a `sticky_cookie` case.
 const STICKY_FOLLOW_UPS: usize = 5;
 
-/// A port no other scenario of this process was given. The files run in parallel threads, the
-/// kernel hands a just-released port out again, and Envoy binds with `SO_REUSEPORT`: without this
-/// two proxies could share a listener port and answer each other's requests.
+/// A port no other scenario of this process was given. Under `cargo test` the files run in
+/// parallel threads, the kernel hands a just-released port out again, and Envoy binds with
+/// `SO_REUSEPORT`: without this two proxies could share a listener port and answer each other's
+/// requests.
 fn unique_port() -> u16 {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -215,7 +222,7 @@ struct Upstreams {
     http: Vec<HttpServerHandle>,
     _tcp: Vec<weft_test_support::TcpServerHandle>,
     vars: BTreeMap<String, String>,
-    client_tls: TestPki,
+    pki: TestPki,
 }
 
 impl Upstreams {
@@ -261,11 +268,12 @@ impl Upstreams {
         std::fs::copy(&cert.key_path, &key_path).unwrap();
         vars.insert("CERT".to_owned(), cert_path.display().to_string());
         vars.insert("KEY".to_owned(), key_path.display().to_string());
+        vars.insert("CA".to_owned(), pki.ca_path().display().to_string());
         Self {
             http,
             _tcp: tcp,
             vars,
-            client_tls: pki,
+            pki,
         }
     }
 
@@ -328,7 +336,9 @@ async fn start(
         !text.contains("{{"),
         "{file}: unknown template variable in {text}"
     );
-    let path: PathBuf = dir.path().join(format!("{file}-{name}.yaml"));
+    let path: PathBuf = dir
+        .path()
+        .join(format!("{}-{name}.yaml", file.replace('/', "-")));
     std::fs::write(&path, text).unwrap();
     let mut cmd = Command::new(bin);
     cmd.args(args).arg("-c").arg(&path);
@@ -367,7 +377,11 @@ async fn send_with(
             } else {
                 HttpVersion::Http1
             };
-            let client: ClientTls = ups.client_tls.client_tls(&tls.sni, None);
+            let cert = tls
+                .client_uri
+                .as_deref()
+                .map(|uri| ups.pki.client_cert(uri));
+            let client: ClientTls = ups.pki.client_tls(&tls.sni, cert.as_ref());
             HttpConnection::connect_tls(addr, version, &client).await
         }
         Via::Tcp => unreachable!("TCP cases are read as lines"),
@@ -822,42 +836,4 @@ fn only_generated_cookie_values_are_masked() {
     }
 }
 
-#[tokio::test]
-async fn routing() {
-    run("routing").await;
-}
-
-#[tokio::test]
-async fn matching() {
-    run("matching").await;
-}
-
-#[tokio::test]
-async fn headers() {
-    run("headers").await;
-}
-
-#[tokio::test]
-async fn filters() {
-    run("filters").await;
-}
-
-#[tokio::test]
-async fn listeners() {
-    run("listeners").await;
-}
-
-#[tokio::test]
-async fn actions() {
-    run("actions").await;
-}
-
-#[tokio::test]
-async fn upstreams() {
-    run("upstreams").await;
-}
-
-#[tokio::test]
-async fn istio() {
-    run("istio").await;
-}
+include!(concat!(env!("OUT_DIR"), "/parity_scenarios.rs"));

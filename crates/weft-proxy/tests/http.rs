@@ -620,3 +620,32 @@ async fn an_open_websocket_holds_its_max_requests_slot() {
     }
     assert_eq!(status, 200);
 }
+
+/// `always_set_request_id_in_response`, `via` on both directions, and the route configuration's
+/// `internal_only_headers`, as Envoy applies them.
+#[tokio::test]
+async fn request_id_echo_via_and_internal_only_headers() {
+    let upstream = HttpServer::start("backend-1").await;
+    let mut table = routes(vec![prefix_to("/", RouteAction::cluster("backend"))]);
+    table.internal_only_headers = vec!["x-secret".into()];
+    let mut manager = hcm(table);
+    manager.always_set_request_id_in_response = true;
+    manager.via = "edge-proxy".into();
+    let cfg = config(
+        vec![http_listener("ingress", manager)],
+        vec![cluster("backend", &[upstream.addr()])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    let headers = [
+        ("x-request-id", "chosen"),
+        ("x-secret", "1"),
+        ("via", "1.1 client"),
+    ];
+    let resp = http1_get(addr, "example.com", "/", &headers).await.unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("x-request-id"), Some("chosen"));
+    assert_eq!(resp.header("via"), Some("edge-proxy"));
+    let seen = upstream.last_request().unwrap();
+    assert!(seen.headers.get("x-secret").is_none());
+    assert_eq!(seen.headers.get("via").unwrap(), "1.1 client, edge-proxy");
+}

@@ -98,10 +98,11 @@ fn unescape_slashes(path: &str) -> String {
     }
 }
 
-/// RFC 3986 §5.2.4 `remove_dot_segments`, after decoding `%2e` to `.` as Envoy does. Linear
-/// in the path length (a cursor, never re-copying the input).
+/// RFC 3986 §5.2.4 `remove_dot_segments`, after decoding escaped unreserved characters (`%2e`
+/// to `.` among them) as Envoy does. Linear in the path length (a cursor, never re-copying the
+/// input).
 fn normalize_segments(path: &str) -> Option<String> {
-    let decoded = decode_dots(path);
+    let decoded = decode_unreserved(path);
     let mut input: &str = &decoded;
     let mut output = String::with_capacity(input.len());
     let pop = |out: &mut String| out.truncate(out.rfind('/').unwrap_or(0));
@@ -138,8 +139,37 @@ fn normalize_segments(path: &str) -> Option<String> {
     })
 }
 
-fn decode_dots(path: &str) -> String {
-    path.replace("%2e", ".").replace("%2E", ".")
+/// Decodes the `%XX` escapes of RFC 3986 unreserved characters (letters, digits, `-`, `.`, `_`,
+/// `~`), which Envoy's URL canonicalization (Chromium's) writes plainly; every other escape is
+/// kept as it is.
+fn decode_unreserved(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let escaped = (b[i] == b'%')
+            .then(|| Some((hex(*b.get(i + 1)?)? << 4) | hex(*b.get(i + 2)?)?))
+            .flatten()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~'));
+        match escaped {
+            Some(c) => {
+                out.push(c);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    // Only ASCII was replaced by ASCII, so the result is as valid UTF-8 as the input.
+    String::from_utf8(out).unwrap_or_else(|_| path.to_owned())
+}
+
+fn hex(c: u8) -> Option<u8> {
+    char::from(c)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 fn merge(path: &str) -> String {
@@ -177,6 +207,9 @@ mod tests {
         assert_eq!(norm("/../../a"), "/a");
         assert_eq!(norm("/a/b/.."), "/a/");
         assert_eq!(norm("/a/%2e%2E/b"), "/b");
+        // Escaped unreserved characters are decoded (then routed on); others stay escaped.
+        assert_eq!(norm("/%61dmin/%7e%2D%5F%30"), "/admin/~-_0");
+        assert_eq!(norm("/a%20b/%2F/%zz/%4"), "/a%20b/%2F/%zz/%4");
         assert_eq!(norm("/"), "/");
         assert_eq!(norm("/a/b/?x=/../y"), "/a/b/?x=/../y");
     }

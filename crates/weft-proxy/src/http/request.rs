@@ -68,6 +68,35 @@ pub struct Downstream<'a> {
     pub query: Option<&'a str>,
     /// `include_request_attempt_count` of the matched virtual host.
     pub vhost_attempt_count: bool,
+    /// The route's `auto_host_rewrite`: the host becomes the picked endpoint's hostname, if it
+    /// has one (with `append_x_forwarded_host`, the original host is appended first).
+    pub auto_host_rewrite: Option<AutoHostRewrite>,
+}
+
+/// A route's `auto_host_rewrite`, applied per attempt once the upstream host is picked.
+#[derive(Debug, Clone, Copy)]
+pub struct AutoHostRewrite {
+    /// Append the original host to `x-forwarded-host` when the host is rewritten.
+    pub append_x_forwarded_host: bool,
+}
+
+impl AutoHostRewrite {
+    /// Sets `host` to `hostname`, as Envoy does for an endpoint with a hostname (an endpoint
+    /// without one leaves the host alone).
+    pub fn apply(self, headers: &mut HeaderMap, hostname: &str) {
+        if hostname.is_empty() {
+            return;
+        }
+        let Ok(new) = HeaderValue::from_str(hostname) else {
+            return;
+        };
+        if self.append_x_forwarded_host
+            && let Some(original) = headers.get(header::HOST).cloned()
+        {
+            headers.append("x-forwarded-host", original);
+        }
+        headers.insert(header::HOST, new);
+    }
 }
 
 impl Downstream<'_> {
@@ -144,7 +173,12 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
     let http1 = req.version() != http::Version::HTTP_2;
     let grpc = local_reply::is_grpc_request(req.headers());
     let head = req.method() == http::Method::HEAD;
-    let mut resp = handle_inner(req, &cx).await;
+    let mut request_id = None;
+    let mut resp = handle_inner(req, &cx, &mut request_id).await;
+    // `always_set_request_id_in_response`: the request's id, on local replies too.
+    if let Some(id) = request_id {
+        resp.headers_mut().insert("x-request-id", id);
+    }
     if grpc {
         // Every local reply (no route, direct response, redirect, upstream failure, filter
         // reply) answers a gRPC client in gRPC, as Envoy's `sendLocalReply` does.
@@ -161,7 +195,13 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
     resp
 }
 
-async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body> {
+/// Routes and serves one request; `request_id` receives the request's `x-request-id` once the
+/// connection manager has set it, when the response is to carry it.
+async fn handle_inner(
+    req: Request<Incoming>,
+    cx: &ConnContext,
+    request_id: &mut Option<HeaderValue>,
+) -> Response<Body> {
     let hcm = &cx.hcm;
     let (mut parts, body) = req.into_parts();
     let body: Body = Body::new(body.map_err(|e| -> BoxError { Box::new(e) }));
@@ -217,6 +257,10 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
         cx.addrs.peer,
         cx.tls,
     );
+    append_via(&mut parts.headers, &hcm.via);
+    if hcm.always_set_request_id_in_response {
+        *request_id = parts.headers.get("x-request-id").cloned();
+    }
     let protocol = match parts.version {
         http::Version::HTTP_2 => "HTTP/2",
         http::Version::HTTP_10 => "HTTP/1.0",
@@ -227,6 +271,11 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
     let scheme = if cx.tls { "https" } else { "http" };
     let random = ThreadRng.next_random();
     let routes = cx.routes.load_full();
+    // Envoy's `cleanInternalHeaders`, for every request (none is internal, see
+    // `sanitize_request_headers`).
+    for name in routes.internal_only_headers() {
+        parts.headers.remove(name);
+    }
     let view = RequestView {
         method: &parts.method,
         scheme,
@@ -306,6 +355,13 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
                 }
                 _ => None,
             };
+            // The picked weighted cluster's own host rewrite, over the route's.
+            if let Some(h) = weighted
+                .and_then(|w| w.host_rewrite_literal.as_deref())
+                .and_then(|h| HeaderValue::from_str(h).ok())
+            {
+                parts.headers.insert(header::HOST, h);
+            }
             if matched
                 .request_header_levels(weighted)
                 .any(|m| !m.is_empty())
@@ -327,6 +383,13 @@ async fn handle_inner(req: Request<Incoming>, cx: &ConnContext) -> Response<Body
                 conn: cx,
                 query: pq.split_once('?').map(|(_, q)| q),
                 vhost_attempt_count: matched.virtual_host().include_request_attempt_count(),
+                auto_host_rewrite: matches!(
+                    target.host_rewrite,
+                    Some(weft_proxy_route::HostRewriteTarget::Auto)
+                )
+                .then_some(AutoHostRewrite {
+                    append_x_forwarded_host: target.append_x_forwarded_host,
+                }),
             };
             let mut outcome = RouterOutcome::default();
             let mut resp = run_filters(
@@ -496,6 +559,38 @@ fn node_local_address(peer: IpAddr) -> IpAddr {
     }
 }
 
+/// Replaces the values of the header `name` by one, the values joined by `separator`, when there
+/// are several.
+fn join_values(headers: &mut HeaderMap, name: &'static str, separator: &str) {
+    let values: Vec<&[u8]> = headers
+        .get_all(name)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if values.len() < 2 {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&values.join(separator.as_bytes())) {
+        headers.insert(name, v);
+    }
+}
+
+/// The connection manager's `via` (if set) appended to the `via` header, as Envoy does on
+/// requests and responses.
+fn append_via(headers: &mut HeaderMap, via: &str) {
+    if via.is_empty() {
+        return;
+    }
+    join_values(headers, "via", ", ");
+    let value = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.is_empty() => format!("{existing}, {via}"),
+        _ => via.to_owned(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(header::VIA, v);
+    }
+}
+
 /// Envoy's `getLastAddressFromXFF`: the address `skip` entries from the right end of the first
 /// `x-forwarded-for` header, and whether it is the header's only entry.
 fn xff_address(headers: &HeaderMap, skip: u32) -> Option<(IpAddr, bool)> {
@@ -519,6 +614,10 @@ const EDGE_ONLY_INTERNAL_HEADERS: &[&str] = &[
     "x-envoy-decorator-operation",
     "x-envoy-downstream-service-cluster",
     "x-envoy-downstream-service-node",
+    // Not in Envoy's list, but Envoy 1.40 does not forward a client's value from an edge
+    // either, while an internal hop keeps it (both measured by the parity tests); weft sets it
+    // itself when a route rewrites the path.
+    "x-envoy-original-path",
 ];
 const INTERNAL_HEADERS: &[&str] = &[
     "x-envoy-retriable-status-codes",
@@ -535,9 +634,6 @@ const INTERNAL_HEADERS: &[&str] = &[
     "x-envoy-ip-tags",
     "x-envoy-original-url",
     "x-envoy-hedge-on-per-try-timeout",
-    // Not in Envoy's list, but Envoy 1.40 does not forward a client's value either (measured
-    // by the parity tests); weft sets it itself when a route rewrites the path.
-    "x-envoy-original-path",
 ];
 
 /// The connection manager settings [`sanitize_request_headers`] reads.
@@ -578,6 +674,8 @@ fn sanitize_request_headers(
 ) -> SocketAddr {
     let scheme = HeaderValue::from_static(if tls { "https" } else { "http" });
     headers.remove("x-envoy-internal");
+    // Envoy keeps one x-forwarded-for, its values joined, before reading or appending to it.
+    join_values(headers, "x-forwarded-for", ",");
     let hops = hcm.xff_num_trusted_hops;
     let mut remote = None;
     if hcm.use_remote_address {
@@ -653,6 +751,7 @@ pub fn uuid_v4() -> String {
 fn finish_response(resp: &mut Response<Body>, hcm: &HttpConnectionManager) {
     let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     router::strip_hop_by_hop(resp.headers_mut(), upgrade);
+    append_via(resp.headers_mut(), &hcm.via);
     let server =
         HeaderValue::from_str(&hcm.server_name).unwrap_or(HeaderValue::from_static("envoy"));
     match hcm.server_header_transformation {
@@ -868,5 +967,65 @@ mod tests {
         // Not an edge request: only the edge-only headers survive.
         assert_eq!(h["x-envoy-downstream-service-cluster"], "upstream-proxy");
         assert!(h.get("x-envoy-max-retries").is_none());
+    }
+
+    #[test]
+    fn original_path_from_a_client_survives_only_an_internal_hop() {
+        let peer: SocketAddr = "10.0.0.5:5000".parse().unwrap();
+        for (edge, kept) in [(false, true), (true, false)] {
+            let mut h = hmap(&[("x-envoy-original-path", "/client")]);
+            sanitize_request_headers(&mut h, &hcm(edge, 0), peer, false);
+            assert_eq!(
+                h.contains_key("x-envoy-original-path"),
+                kept,
+                "edge: {edge}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_xff_headers_are_joined_before_use() {
+        let mut h = hmap(&[
+            ("x-forwarded-for", "192.0.2.9"),
+            ("x-forwarded-for", "10.9.9.9"),
+        ]);
+        let peer: SocketAddr = "198.51.100.9:5000".parse().unwrap();
+        let remote = sanitize_request_headers(&mut h, &hcm(true, 1), peer, false);
+        assert_eq!(remote, "10.9.9.9:0".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "192.0.2.9,10.9.9.9,198.51.100.9");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn auto_host_rewrite_uses_the_endpoint_hostname() {
+        let mut h = hmap(&[("host", "api.example.com")]);
+        let append = AutoHostRewrite {
+            append_x_forwarded_host: true,
+        };
+        append.apply(&mut h, "");
+        assert_eq!(h["host"], "api.example.com");
+        assert!(h.get("x-forwarded-host").is_none());
+        append.apply(&mut h, "b.backend.internal");
+        assert_eq!(h["host"], "b.backend.internal");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+        let mut plain = hmap(&[("host", "api.example.com")]);
+        AutoHostRewrite {
+            append_x_forwarded_host: false,
+        }
+        .apply(&mut plain, "b.backend.internal");
+        assert_eq!(plain["host"], "b.backend.internal");
+        assert!(plain.get("x-forwarded-host").is_none());
+    }
+
+    #[test]
+    fn via_is_appended_when_configured() {
+        let mut h = hmap(&[("via", "1.1 a"), ("via", "1.1 b")]);
+        append_via(&mut h, "proxy");
+        assert_eq!(h["via"], "1.1 a, 1.1 b, proxy");
+        let mut none = HeaderMap::new();
+        append_via(&mut none, "proxy");
+        assert_eq!(none["via"], "proxy");
+        append_via(&mut none, "");
+        assert_eq!(none["via"], "proxy");
     }
 }

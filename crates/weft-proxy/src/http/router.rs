@@ -644,7 +644,11 @@ async fn attempts(
             return local_reply::upstream_failure_after(&e, attempt);
         };
         let mut req = Request::from_parts(clone_parts(parts), body);
-        *req.uri_mut() = upstream_uri(&parts.uri, &parts.headers, http2, shared.tls.is_some());
+        if let Some(auto) = ds.auto_host_rewrite {
+            auto.apply(req.headers_mut(), &host.hostname);
+        }
+        let uri = upstream_uri(&parts.uri, req.headers(), http2, shared.tls.is_some());
+        *req.uri_mut() = uri;
         if http2 {
             // HTTP/2 carries the host as `:authority` (taken from the URI); a `host` header as
             // well is a protocol error to strict servers such as nginx.
