@@ -34,6 +34,8 @@ pub enum ResponseFlag {
     RateLimited,
     /// `DPE`: downstream protocol error.
     DownstreamProtocolError,
+    /// `SI`: stream idle timeout.
+    StreamIdleTimeout,
 }
 
 impl ResponseFlag {
@@ -54,6 +56,7 @@ impl ResponseFlag {
             Self::DelayInjected => "DI",
             Self::RateLimited => "RL",
             Self::DownstreamProtocolError => "DPE",
+            Self::StreamIdleTimeout => "SI",
         }
     }
 }

@@ -649,3 +649,71 @@ async fn request_id_echo_via_and_internal_only_headers() {
     assert!(seen.headers.get("x-secret").is_none());
     assert_eq!(seen.headers.get("via").unwrap(), "1.1 client, edge-proxy");
 }
+
+/// One listener whose connection manager has a 150 ms stream idle timeout; `/quiet` keeps it,
+/// `/patient` turns it off with the route's `idle_timeout: 0s`.
+fn idle_config(upstream: std::net::SocketAddr) -> weft_proxy_config::model::ProxyConfig {
+    let mut patient = RouteAction::cluster("backend");
+    patient.idle_timeout = Some(Duration::ZERO);
+    let mut manager = hcm(routes(vec![
+        prefix_to("/patient", patient),
+        prefix_to("/", RouteAction::cluster("backend")),
+    ]));
+    manager.stream_idle_timeout = Some(Duration::from_millis(150));
+    config(
+        vec![http_listener("ingress", manager)],
+        vec![cluster("backend", &[upstream])],
+    )
+}
+
+#[tokio::test]
+async fn stream_idle_timeout_answers_504_while_the_upstream_is_silent() {
+    let upstream = HttpServer::start("slow").await;
+    let (_proxy, addr) = start(idle_config(upstream.addr())).await;
+    let r = http1_get(addr, "x", "/quiet", &[("x-test-delay-ms", "600")])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 504);
+    assert_eq!(r.text(), "stream timeout");
+    // The route's zero idle_timeout disables it.
+    let r = http1_get(addr, "x", "/patient", &[("x-test-delay-ms", "400")])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Under the timeout nothing happens.
+    let r = http1_get(addr, "x", "/quiet", &[("x-test-delay-ms", "20")])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+}
+
+/// Once the response has started, a stream idle for the timeout is reset.
+#[tokio::test]
+async fn a_response_body_stalled_past_the_idle_timeout_is_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf!")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            });
+        }
+    });
+    let (_proxy, addr) = start(idle_config(upstream)).await;
+    let started = std::time::Instant::now();
+    let r = http1_get(addr, "x", "/quiet", &[]).await;
+    assert!(
+        r.as_ref().map_or(true, |r| r.body.len() < 10),
+        "the stalled body was not cut: {r:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "reset after the idle timeout, not when the upstream gave up"
+    );
+}

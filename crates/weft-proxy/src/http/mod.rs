@@ -2,6 +2,7 @@
 //! downstream connection and runs each request through routing, filters and the router.
 
 pub mod filters;
+pub mod idle;
 pub mod local_reply;
 pub mod path;
 pub mod request;

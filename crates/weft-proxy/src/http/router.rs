@@ -142,6 +142,13 @@ pub async fn forward(
     }
 
     let started = Instant::now();
+    let idle = super::idle::effective(target.idle_timeout, ds.conn.hcm.stream_idle_timeout);
+    let activity = super::idle::Activity::new(replay.replayable());
+    if idle.is_some()
+        && let ReplayBody::Streaming(body) = &mut replay
+    {
+        *body = body.take().map(|b| activity.request_body(b));
+    }
     let attempt = attempts(
         &cluster,
         &mut parts,
@@ -153,16 +160,33 @@ pub async fn forward(
         timeout,
         outcome,
     );
-    let mut resp = match timeout {
-        Some(t) => match tokio::time::timeout(t, attempt).await {
-            Ok(r) => r,
-            Err(_) => {
-                inc(&cluster.shared.stats.upstream_rq_timeout);
-                outcome.flags.push(ResponseFlag::UpstreamRequestTimeout);
-                local_reply::upstream_failure(&UpstreamError::Timeout)
-            }
-        },
-        None => attempt.await,
+    // `None` when the route timeout fired.
+    let attempt = async {
+        match timeout {
+            Some(t) => tokio::time::timeout(t, attempt).await.ok(),
+            None => Some(attempt.await),
+        }
+    };
+    let waited = match idle {
+        Some(idle) => activity.wait(idle, attempt).await,
+        None => Ok(attempt.await),
+    };
+    let mut resp = match (waited, idle) {
+        (Ok(Some(resp)), Some(idle)) => {
+            activity.touch();
+            let (parts, body) = resp.into_parts();
+            Response::from_parts(parts, activity.response_body(body, idle))
+        }
+        (Ok(Some(resp)), None) => resp,
+        (Ok(None), _) => {
+            inc(&cluster.shared.stats.upstream_rq_timeout);
+            outcome.flags.push(ResponseFlag::UpstreamRequestTimeout);
+            local_reply::upstream_failure(&UpstreamError::Timeout)
+        }
+        (Err(()), _) => {
+            outcome.flags.push(ResponseFlag::StreamIdleTimeout);
+            return local_reply::reply(activity.timeout_status(), "stream timeout");
+        }
     };
     if !ds.conn.router.suppress_envoy_headers && outcome.upstream_responded {
         resp.headers_mut().insert(

@@ -1,0 +1,231 @@
+//! Envoy's stream idle timeout: the HCM's `stream_idle_timeout` (the route's `idle_timeout`
+//! overrides it; zero disables either) limits how long a stream may go without activity in
+//! either direction. Activity is a frame of the request body, the upstream's response headers
+//! or a frame of the response body. Before the response has started the proxy answers
+//! `stream timeout` with 504 when the request was fully received, 408 when it was not (Envoy's
+//! `maybeRequestTimeoutCode`); after, the stream is reset.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use tokio::time::Instant;
+
+use crate::{Body, BoxError};
+
+/// The effective idle timeout of a routed stream: the route's `idle_timeout` when set (zero
+/// disables), else the connection manager's `stream_idle_timeout` (`None`: disabled).
+pub fn effective(route: Option<Duration>, hcm: Option<Duration>) -> Option<Duration> {
+    match route {
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+        None => hcm,
+    }
+}
+
+/// When a stream last saw activity, shared by its body wrappers and the wait for the upstream.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    /// Milliseconds from `start` to the last activity.
+    last_ms: AtomicU64,
+    /// Whether the downstream request body has ended.
+    request_complete: AtomicBool,
+}
+
+impl Activity {
+    /// A stream whose request body is already complete (`request_complete`) or still arriving.
+    pub fn new(request_complete: bool) -> Arc<Self> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            request_complete: AtomicBool::new(request_complete),
+        })
+    }
+
+    /// Records activity now.
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn deadline(&self, idle: Duration) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle
+    }
+
+    /// Status of the local reply when the timeout fires before the response started.
+    pub fn timeout_status(&self) -> u16 {
+        if self.request_complete.load(Ordering::Relaxed) {
+            504
+        } else {
+            408
+        }
+    }
+
+    /// Waits for `fut`, or until the stream has been idle for `idle` (`Err(())`); activity
+    /// recorded meanwhile moves the deadline.
+    pub async fn wait<F: std::future::Future>(
+        &self,
+        idle: Duration,
+        fut: F,
+    ) -> Result<F::Output, ()> {
+        tokio::pin!(fut);
+        loop {
+            let deadline = self.deadline(idle);
+            tokio::select! {
+                out = &mut fut => return Ok(out),
+                () = tokio::time::sleep_until(deadline) => {
+                    if self.deadline(idle) <= Instant::now() {
+                        return Err(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Wraps the downstream request body: each frame is activity, its end completes the request.
+    pub fn request_body(self: &Arc<Self>, body: Body) -> Body {
+        Body::new(Tracked {
+            inner: body,
+            activity: self.clone(),
+            idle: None,
+            sleep: None,
+            marks_request: true,
+        })
+    }
+
+    /// Wraps a response body: each frame is activity, and `idle` without one ends the body with
+    /// an error (the stream is reset, as Envoy does once the response has started).
+    pub fn response_body(self: &Arc<Self>, body: Body, idle: Duration) -> Body {
+        Body::new(Tracked {
+            inner: body,
+            activity: self.clone(),
+            idle: Some(idle),
+            sleep: None,
+            marks_request: false,
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct Tracked {
+        #[pin]
+        inner: Body,
+        activity: Arc<Activity>,
+        idle: Option<Duration>,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        marks_request: bool,
+    }
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.activity.touch();
+                if *this.marks_request && frame.is_none() {
+                    this.activity
+                        .request_complete
+                        .store(true, Ordering::Relaxed);
+                }
+                *this.sleep = None;
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                let Some(idle) = *this.idle else {
+                    return Poll::Pending;
+                };
+                let deadline = this.activity.deadline(idle);
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
+                }
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err("stream idle timeout".into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn the_route_overrides_the_connection_manager_and_zero_disables() {
+        let s = Duration::from_secs;
+        assert_eq!(effective(None, Some(s(300))), Some(s(300)));
+        assert_eq!(effective(Some(s(2)), Some(s(300))), Some(s(2)));
+        assert_eq!(effective(Some(s(2)), None), Some(s(2)));
+        assert_eq!(effective(Some(Duration::ZERO), Some(s(300))), None);
+        assert_eq!(effective(None, None), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn activity_moves_the_deadline() {
+        let a = Activity::new(true);
+        let idle = Duration::from_millis(100);
+        let a2 = a.clone();
+        let waited = a.wait(idle, async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                a2.touch();
+            }
+            "done"
+        });
+        assert_eq!(waited.await, Ok("done"), "never idle for 100 ms");
+        let quiet = a.wait(idle, tokio::time::sleep(Duration::from_millis(150)));
+        assert_eq!(quiet.await, Err(()));
+        assert_eq!(a.timeout_status(), 504);
+        assert_eq!(Activity::new(false).timeout_status(), 408);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_request_body_completes_the_request() {
+        let a = Activity::new(false);
+        let body = a.request_body(crate::http::local_reply::full(Bytes::from_static(b"x")));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "x");
+        assert_eq!(a.timeout_status(), 504);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_response_body_ends_with_an_error() {
+        let a = Activity::new(true);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+        let stream = http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx)
+        }));
+        let mut body = a.response_body(Body::new(stream), Duration::from_millis(100));
+        tx.send(Ok(Frame::data(Bytes::from_static(b"a"))))
+            .await
+            .unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "stream idle timeout");
+        drop(tx);
+    }
+}
