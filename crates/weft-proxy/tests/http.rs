@@ -717,3 +717,45 @@ async fn a_response_body_stalled_past_the_idle_timeout_is_reset() {
         "reset after the idle timeout, not when the upstream gave up"
     );
 }
+
+/// The connection manager's `request_timeout` (150 ms): a request whose body stops arriving
+/// gets 408 `request timeout`; once the request is complete, a slow upstream is not cut.
+#[tokio::test]
+async fn request_timeout_covers_receiving_the_request_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = HttpServer::start("slow").await;
+    let mut manager = hcm(routes(vec![prefix_to(
+        "/",
+        RouteAction::cluster("backend"),
+    )]));
+    manager.request_timeout = Some(Duration::from_millis(150));
+    let cfg = config(
+        vec![http_listener("ingress", manager)],
+        vec![cluster("backend", &[upstream.addr()])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        while !answer.ends_with(b"request timeout") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    read.await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.ends_with("request timeout"), "{answer}");
+
+    let r = http1_get(addr, "x", "/", &[("x-test-delay-ms", "400")])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}

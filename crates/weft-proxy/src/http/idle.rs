@@ -87,6 +87,26 @@ impl Activity {
         }
     }
 
+    /// Waits for `fut` under the connection manager's `request_timeout`: `Err(())` when
+    /// `timeout` passes (from this activity's start) before the request body has ended; once it
+    /// has, `fut` may take as long as it takes.
+    pub async fn within_request_timeout<F: std::future::Future>(
+        &self,
+        timeout: Duration,
+        fut: F,
+    ) -> Result<F::Output, ()> {
+        tokio::pin!(fut);
+        tokio::select! {
+            out = &mut fut => return Ok(out),
+            () = tokio::time::sleep_until(self.start + timeout) => {}
+        }
+        if self.request_complete.load(Ordering::Relaxed) {
+            Ok(fut.await)
+        } else {
+            Err(())
+        }
+    }
+
     /// Wraps the downstream request body: each frame is activity, its end completes the request.
     pub fn request_body(self: &Arc<Self>, body: Body) -> Body {
         Body::new(Tracked {
@@ -202,6 +222,26 @@ mod tests {
         assert_eq!(quiet.await, Err(()));
         assert_eq!(a.timeout_status(), 504);
         assert_eq!(Activity::new(false).timeout_status(), 408);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_request_timeout_covers_only_receiving_the_request() {
+        let t = Duration::from_millis(100);
+        let slow = tokio::time::sleep(Duration::from_millis(300));
+        assert_eq!(
+            Activity::new(true).within_request_timeout(t, slow).await,
+            Ok(())
+        );
+        let slow = tokio::time::sleep(Duration::from_millis(300));
+        assert_eq!(
+            Activity::new(false).within_request_timeout(t, slow).await,
+            Err(())
+        );
+        let quick = async { 7 };
+        assert_eq!(
+            Activity::new(false).within_request_timeout(t, quick).await,
+            Ok(7)
+        );
     }
 
     #[tokio::test(start_paused = true)]

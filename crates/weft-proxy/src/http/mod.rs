@@ -35,6 +35,8 @@ crate::upstream::stats::define_stats!(HttpStats {
         downstream_rq_4xx,
         downstream_rq_5xx,
         downstream_rq_no_route,
+        downstream_rq_timeout,
+        downstream_rq_idle_timeout,
     ],
     gauges: [downstream_cx_active, downstream_rq_active]
 });

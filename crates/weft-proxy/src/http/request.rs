@@ -174,7 +174,31 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
     let grpc = local_reply::is_grpc_request(req.headers());
     let head = req.method() == http::Method::HEAD;
     let mut request_id = None;
-    let mut resp = handle_inner(req, &cx, &mut request_id).await;
+    // `request_timeout`: the whole request must arrive in time (the timer stops once it has, or
+    // once the response has been produced).
+    let (parts, body) = req.into_parts();
+    let body: Body = Body::new(body.map_err(|e| -> BoxError { Box::new(e) }));
+    let progress = cx.hcm.request_timeout.map(|t| {
+        (
+            t,
+            super::idle::Activity::new(hyper::body::Body::is_end_stream(&body)),
+        )
+    });
+    let body = match &progress {
+        Some((_, activity)) => activity.request_body(body),
+        None => body,
+    };
+    let inner = handle_inner(Request::from_parts(parts, body), &cx, &mut request_id);
+    let mut resp = match &progress {
+        Some((timeout, activity)) => match activity.within_request_timeout(*timeout, inner).await {
+            Ok(resp) => resp,
+            Err(()) => {
+                inc(&stats.downstream_rq_timeout);
+                local_reply::reply(408, "request timeout")
+            }
+        },
+        None => inner.await,
+    };
     // `always_set_request_id_in_response`: the request's id, on local replies too.
     if let Some(id) = request_id {
         resp.headers_mut().insert("x-request-id", id);
@@ -198,13 +222,12 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
 /// Routes and serves one request; `request_id` receives the request's `x-request-id` once the
 /// connection manager has set it, when the response is to carry it.
 async fn handle_inner(
-    req: Request<Incoming>,
+    req: Request<Body>,
     cx: &ConnContext,
     request_id: &mut Option<HeaderValue>,
 ) -> Response<Body> {
     let hcm = &cx.hcm;
     let (mut parts, body) = req.into_parts();
-    let body: Body = Body::new(body.map_err(|e| -> BoxError { Box::new(e) }));
 
     // :authority / Host.
     let Some(mut authority) = authority(&parts) else {

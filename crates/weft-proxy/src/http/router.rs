@@ -184,6 +184,7 @@ pub async fn forward(
             local_reply::upstream_failure(&UpstreamError::Timeout)
         }
         (Err(()), _) => {
+            inc(&ds.conn.stats.downstream_rq_idle_timeout);
             outcome.flags.push(ResponseFlag::StreamIdleTimeout);
             return local_reply::reply(activity.timeout_status(), "stream timeout");
         }
