@@ -255,12 +255,16 @@ pub fn run(args: Args) -> ExitCode {
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("weft-worker")
-        .enable_all()
-        .build()
-    {
+    // One worker is one event loop, as Envoy's `--concurrency 1`: a current-thread runtime
+    // serves it without the multi-threaded scheduler's cross-thread wakeups.
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers).thread_name("weft-worker");
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
