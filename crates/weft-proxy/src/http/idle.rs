@@ -107,28 +107,59 @@ impl Activity {
         }
     }
 
+    /// Waits for `fut` until `deadline` (`Err(())` when it passes first).
+    pub async fn within<F: std::future::Future>(
+        &self,
+        deadline: Instant,
+        fut: F,
+    ) -> Result<F::Output, ()> {
+        tokio::select! {
+            out = fut => Ok(out),
+            () = tokio::time::sleep_until(deadline) => Err(()),
+        }
+    }
+
+    /// When the stream started (the connection manager's `max_stream_duration` counts from here).
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
     /// Wraps the downstream request body: each frame is activity, its end completes the request.
     pub fn request_body(self: &Arc<Self>, body: Body) -> Body {
-        Body::new(Tracked {
-            inner: body,
-            activity: self.clone(),
-            idle: None,
-            sleep: None,
-            marks_request: true,
-        })
+        self.tracked(body, Limit::None, true)
     }
 
     /// Wraps a response body: each frame is activity, and `idle` without one ends the body with
     /// an error (the stream is reset, as Envoy does once the response has started).
     pub fn response_body(self: &Arc<Self>, body: Body, idle: Duration) -> Body {
+        self.tracked(body, Limit::Idle(idle), false)
+    }
+
+    /// Wraps a response body that must end by `deadline` (`max_stream_duration`): past it, the
+    /// body ends with an error and the stream is reset.
+    pub fn response_body_until(self: &Arc<Self>, body: Body, deadline: Instant) -> Body {
+        self.tracked(body, Limit::Until(deadline), false)
+    }
+
+    fn tracked(self: &Arc<Self>, body: Body, limit: Limit, marks_request: bool) -> Body {
         Body::new(Tracked {
             inner: body,
             activity: self.clone(),
-            idle: Some(idle),
+            limit,
             sleep: None,
-            marks_request: false,
+            marks_request,
         })
     }
+}
+
+/// What ends a tracked body early.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    None,
+    /// This long without a frame.
+    Idle(Duration),
+    /// This instant.
+    Until(Instant),
 }
 
 pin_project_lite::pin_project! {
@@ -136,7 +167,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Body,
         activity: Arc<Activity>,
-        idle: Option<Duration>,
+        limit: Limit,
         sleep: Option<Pin<Box<tokio::time::Sleep>>>,
         marks_request: bool,
     }
@@ -163,10 +194,11 @@ impl HttpBody for Tracked {
                 Poll::Ready(frame)
             }
             Poll::Pending => {
-                let Some(idle) = *this.idle else {
-                    return Poll::Pending;
+                let (deadline, why) = match *this.limit {
+                    Limit::None => return Poll::Pending,
+                    Limit::Idle(idle) => (this.activity.deadline(idle), "stream idle timeout"),
+                    Limit::Until(at) => (at, "stream max duration reached"),
                 };
-                let deadline = this.activity.deadline(idle);
                 let sleep = this
                     .sleep
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -174,7 +206,7 @@ impl HttpBody for Tracked {
                     sleep.as_mut().reset(deadline);
                 }
                 match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err("stream idle timeout".into()))),
+                    Poll::Ready(()) => Poll::Ready(Some(Err(why.into()))),
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -267,5 +299,34 @@ mod tests {
         let err = body.frame().await.unwrap().unwrap_err();
         assert_eq!(err.to_string(), "stream idle timeout");
         drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_past_the_max_duration_ends_with_an_error() {
+        let a = Activity::new(true);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        let stream = http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx)
+        }));
+        let deadline = a.started() + Duration::from_millis(100);
+        let mut body = a.response_body_until(Body::new(stream), deadline);
+        // Frames keep coming, yet the stream must end by the deadline.
+        for _ in 0..3 {
+            tx.send(Ok(Frame::data(Bytes::from_static(b"a"))))
+                .await
+                .unwrap();
+            assert!(body.frame().await.unwrap().is_ok());
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(err.to_string(), "stream max duration reached");
+        assert_eq!(
+            a.within(
+                a.started() + Duration::from_millis(10),
+                std::future::pending::<()>()
+            )
+            .await,
+            Err(())
+        );
     }
 }

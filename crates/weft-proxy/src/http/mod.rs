@@ -37,6 +37,7 @@ crate::upstream::stats::define_stats!(HttpStats {
         downstream_rq_no_route,
         downstream_rq_timeout,
         downstream_rq_idle_timeout,
+        downstream_rq_max_duration_reached,
     ],
     gauges: [downstream_cx_active, downstream_rq_active]
 });

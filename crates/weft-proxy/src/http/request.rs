@@ -175,28 +175,52 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
     let head = req.method() == http::Method::HEAD;
     let mut request_id = None;
     // `request_timeout`: the whole request must arrive in time (the timer stops once it has, or
-    // once the response has been produced).
+    // once the response has been produced); `max_stream_duration`: the whole stream must end in
+    // time.
     let (parts, body) = req.into_parts();
     let body: Body = Body::new(body.map_err(|e| -> BoxError { Box::new(e) }));
-    let progress = cx.hcm.request_timeout.map(|t| {
-        (
-            t,
-            super::idle::Activity::new(hyper::body::Body::is_end_stream(&body)),
-        )
-    });
-    let body = match &progress {
-        Some((_, activity)) => activity.request_body(body),
+    let (request_timeout, max_duration) = (cx.hcm.request_timeout, cx.hcm.max_stream_duration);
+    let activity = (request_timeout.is_some() || max_duration.is_some())
+        .then(|| super::idle::Activity::new(hyper::body::Body::is_end_stream(&body)));
+    let body = match &activity {
+        Some(activity) => activity.request_body(body),
         None => body,
     };
     let inner = handle_inner(Request::from_parts(parts, body), &cx, &mut request_id);
-    let mut resp = match &progress {
-        Some((timeout, activity)) => match activity.within_request_timeout(*timeout, inner).await {
-            Ok(resp) => resp,
-            Err(()) => {
-                inc(&stats.downstream_rq_timeout);
-                local_reply::reply(408, "request timeout")
+    let mut resp = match &activity {
+        Some(activity) => {
+            let inner = async {
+                match request_timeout {
+                    Some(t) => activity.within_request_timeout(t, inner).await.ok(),
+                    None => Some(inner.await),
+                }
+            };
+            let ended = max_duration.map(|d| activity.started() + d);
+            let waited = match ended {
+                Some(deadline) => activity.within(deadline, inner).await,
+                None => Ok(inner.await),
+            };
+            match (waited, ended) {
+                (Ok(Some(resp)), Some(deadline)) => {
+                    let (parts, body) = resp.into_parts();
+                    Response::from_parts(parts, activity.response_body_until(body, deadline))
+                }
+                (Ok(Some(resp)), None) => resp,
+                (Ok(None), _) => {
+                    inc(&stats.downstream_rq_timeout);
+                    local_reply::reply(408, "request timeout")
+                }
+                (Err(()), _) => {
+                    inc(&stats.downstream_rq_max_duration_reached);
+                    // gRPC clients get DEADLINE_EXCEEDED, as from Envoy.
+                    local_reply::reply_with_grpc_status(
+                        activity.timeout_status(),
+                        "downstream duration timeout",
+                        Some(4),
+                    )
+                }
             }
-        },
+        }
         None => inner.await,
     };
     // `always_set_request_id_in_response`: the request's id, on local replies too.
