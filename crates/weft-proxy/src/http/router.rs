@@ -694,8 +694,13 @@ async fn attempts(
         }
         // The pool applies the circuit breakers: `max_pending_requests` while waiting for a
         // connection, `max_requests` once one is ready (counting `upstream_rq_total`).
+        // The per-try idle timeout bounds the wait for the response headers like the per-try
+        // timeout (nothing comes from the upstream before them), then the gaps in its body.
+        let per_try_idle = policy.and_then(|p| p.per_try_idle_timeout);
+        let idle_first = per_try_idle.is_some_and(|i| per_try.is_none_or(|t| i < t));
+        let per_try_limit = if idle_first { per_try_idle } else { per_try };
         host.active_requests.fetch_add(1, Ordering::Relaxed);
-        let result = send_once(&host, http2, req, per_try).await;
+        let result = send_once(&host, http2, req, per_try_limit).await;
         host.active_requests.fetch_sub(1, Ordering::Relaxed);
         if let Err(SendError {
             error: e @ UpstreamError::Overflow(_),
@@ -722,7 +727,11 @@ async fn attempts(
         }
         if let Some(e) = &err {
             if matches!(e, UpstreamError::Timeout) {
-                inc(&shared.stats.upstream_rq_per_try_timeout);
+                inc(if idle_first {
+                    &shared.stats.upstream_rq_per_try_idle_timeout
+                } else {
+                    &shared.stats.upstream_rq_per_try_timeout
+                });
             }
             crate::upstream::outlier::report_local_failure(cluster, &host, e);
         }
@@ -787,7 +796,14 @@ async fn attempts(
                 }
                 // The downstream codec speaks its own version, whatever the upstream spoke.
                 *r.version_mut() = Version::HTTP_11;
-                r
+                match per_try_idle {
+                    Some(idle) => {
+                        let (parts, body) = r.into_parts();
+                        let body = super::idle::Activity::new(true).response_body(body, idle);
+                        Response::from_parts(parts, body)
+                    }
+                    None => r,
+                }
             }
             (None, Some(e)) => {
                 outcome.flags.push(e.flag());

@@ -47,6 +47,7 @@ define_stats!(ClusterStats {
         upstream_rq_retry_limit_exceeded,
         upstream_rq_timeout,
         upstream_rq_per_try_timeout,
+        upstream_rq_per_try_idle_timeout,
         upstream_rq_rx_reset,
         upstream_rq_2xx,
         upstream_rq_3xx,
