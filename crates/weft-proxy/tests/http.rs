@@ -759,3 +759,33 @@ async fn request_timeout_covers_receiving_the_request_only() {
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// `max_headers_count` is answered with Envoy's local reply, not the HTTP/1 parser's bare 431.
+#[tokio::test]
+async fn too_many_headers_get_envoys_431() {
+    let upstream = HttpServer::start("a").await;
+    let mut manager = hcm(routes(vec![prefix_to(
+        "/",
+        RouteAction::cluster("backend"),
+    )]));
+    manager.max_headers_count = 4;
+    let cfg = config(
+        vec![http_listener("ingress", manager)],
+        vec![cluster("backend", &[upstream.addr()])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    let r = http1_get(addr, "x", "/", &[("h1", "1"), ("h2", "2"), ("h3", "3")])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "host and three more: at the limit");
+    let r = http1_get(
+        addr,
+        "x",
+        "/",
+        &[("h1", "1"), ("h2", "2"), ("h3", "3"), ("h4", "4")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 431);
+    assert_eq!(r.text(), "Request Header Fields Too Large");
+}

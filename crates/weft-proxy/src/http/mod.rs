@@ -77,8 +77,12 @@ where
     let max_header_bytes = usize::try_from(hcm.max_request_headers_kb).unwrap_or(60) * 1024;
     {
         let mut h1 = builder.http1();
+        // hyper answers more headers than its limit with a bare 431: it parses up to twice the
+        // configured count so that `max_headers_count` is enforced with Envoy's local reply
+        // (`request::codec_rejection`).
+        let max_headers = usize::try_from(hcm.max_headers_count).unwrap_or(100);
         h1.timer(TokioTimer::new())
-            .max_headers(usize::try_from(hcm.max_headers_count).unwrap_or(100))
+            .max_headers(max_headers.saturating_mul(2).max(100))
             .max_buf_size(max_header_bytes.max(8192))
             .keep_alive(true);
         if let Some(t) = hcm.request_headers_timeout {

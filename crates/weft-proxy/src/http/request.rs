@@ -152,7 +152,9 @@ fn codec_rejection(
     let limit = usize::try_from(hcm.max_request_headers_kb)
         .unwrap_or(usize::MAX)
         .saturating_mul(1024);
-    if header_bytes(req.headers()) > limit {
+    if header_bytes(req.headers()) > limit
+        || req.headers().len() > usize::try_from(hcm.max_headers_count).unwrap_or(usize::MAX)
+    {
         return Some((431, "Request Header Fields Too Large"));
     }
     None
