@@ -64,6 +64,9 @@ impl ConnContext {
 pub struct Downstream<'a> {
     /// The connection.
     pub conn: &'a ConnContext,
+    /// The stream's activity (request body frames, response headers and frames), for the
+    /// stream idle timeout.
+    pub activity: &'a Arc<super::idle::Activity>,
     /// The query string (without `?`).
     pub query: Option<&'a str>,
     /// `include_request_attempt_count` of the matched virtual host.
@@ -176,54 +179,55 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
     let grpc = local_reply::is_grpc_request(req.headers());
     let head = req.method() == http::Method::HEAD;
     let mut request_id = None;
-    // `request_timeout`: the whole request must arrive in time (the timer stops once it has, or
-    // once the response has been produced); `max_stream_duration`: the whole stream must end in
-    // time.
+    // The stream's activity, shared with the router (stream idle timeout): `request_timeout`
+    // (the whole request must arrive in time; the timer stops once it has, or once the
+    // response has been produced) and `max_stream_duration` (the whole stream must end in time)
+    // are enforced here.
     let (parts, body) = req.into_parts();
     let body: Body = Body::new(body.map_err(|e| -> BoxError { Box::new(e) }));
+    let activity = super::idle::Activity::new(hyper::body::Body::is_end_stream(&body));
+    let body = activity.request_body(body);
+    let inner = handle_inner(
+        Request::from_parts(parts, body),
+        &cx,
+        &activity,
+        &mut request_id,
+    );
     let (request_timeout, max_duration) = (cx.hcm.request_timeout, cx.hcm.max_stream_duration);
-    let activity = (request_timeout.is_some() || max_duration.is_some())
-        .then(|| super::idle::Activity::new(hyper::body::Body::is_end_stream(&body)));
-    let body = match &activity {
-        Some(activity) => activity.request_body(body),
-        None => body,
-    };
-    let inner = handle_inner(Request::from_parts(parts, body), &cx, &mut request_id);
-    let mut resp = match &activity {
-        Some(activity) => {
-            let inner = async {
-                match request_timeout {
-                    Some(t) => activity.within_request_timeout(t, inner).await.ok(),
-                    None => Some(inner.await),
-                }
-            };
-            let ended = max_duration.map(|d| activity.started() + d);
-            let waited = match ended {
-                Some(deadline) => activity.within(deadline, inner).await,
-                None => Ok(inner.await),
-            };
-            match (waited, ended) {
-                (Ok(Some(resp)), Some(deadline)) => {
-                    let (parts, body) = resp.into_parts();
-                    Response::from_parts(parts, activity.response_body_until(body, deadline))
-                }
-                (Ok(Some(resp)), None) => resp,
-                (Ok(None), _) => {
-                    inc(&stats.downstream_rq_timeout);
-                    local_reply::reply(408, "request timeout")
-                }
-                (Err(()), _) => {
-                    inc(&stats.downstream_rq_max_duration_reached);
-                    // gRPC clients get DEADLINE_EXCEEDED, as from Envoy.
-                    local_reply::reply_with_grpc_status(
-                        activity.timeout_status(),
-                        "downstream duration timeout",
-                        Some(4),
-                    )
-                }
+    let mut resp = if request_timeout.is_none() && max_duration.is_none() {
+        inner.await
+    } else {
+        let inner = async {
+            match request_timeout {
+                Some(t) => activity.within_request_timeout(t, inner).await.ok(),
+                None => Some(inner.await),
+            }
+        };
+        let ended = max_duration.map(|d| activity.started() + d);
+        let waited = match ended {
+            Some(deadline) => activity.within(deadline, inner).await,
+            None => Ok(inner.await),
+        };
+        match (waited, ended) {
+            (Ok(Some(resp)), Some(deadline)) => {
+                let (parts, body) = resp.into_parts();
+                Response::from_parts(parts, activity.response_body_until(body, deadline))
+            }
+            (Ok(Some(resp)), None) => resp,
+            (Ok(None), _) => {
+                inc(&stats.downstream_rq_timeout);
+                local_reply::reply(408, "request timeout")
+            }
+            (Err(()), _) => {
+                inc(&stats.downstream_rq_max_duration_reached);
+                // gRPC clients get DEADLINE_EXCEEDED, as from Envoy.
+                local_reply::reply_with_grpc_status(
+                    activity.timeout_status(),
+                    "downstream duration timeout",
+                    Some(4),
+                )
             }
         }
-        None => inner.await,
     };
     // `always_set_request_id_in_response`: the request's id, on local replies too.
     if let Some(id) = request_id {
@@ -250,6 +254,7 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
 async fn handle_inner(
     req: Request<Body>,
     cx: &ConnContext,
+    activity: &Arc<super::idle::Activity>,
     request_id: &mut Option<HeaderValue>,
 ) -> Response<Body> {
     let hcm = &cx.hcm;
@@ -430,6 +435,7 @@ async fn handle_inner(
             let request_snapshot = response_mutations(weighted).then(|| parts.headers.clone());
             let ds = Downstream {
                 conn: cx,
+                activity,
                 query: pq.split_once('?').map(|(_, q)| q),
                 vhost_attempt_count: matched.virtual_host().include_request_attempt_count(),
                 auto_host_rewrite: matches!(

@@ -143,12 +143,10 @@ pub async fn forward(
 
     let started = Instant::now();
     let idle = super::idle::effective(target.idle_timeout, ds.conn.hcm.stream_idle_timeout);
-    let activity = super::idle::Activity::new(replay.replayable());
-    if idle.is_some()
-        && let ReplayBody::Streaming(body) = &mut replay
-    {
-        *body = body.take().map(|b| activity.request_body(b));
-    }
+    // The connection manager tracks the stream's activity; routing restarts the idle timer
+    // with the route's timeout, as Envoy's does.
+    let activity = ds.activity;
+    activity.touch();
     let attempt = attempts(
         &cluster,
         &mut parts,
