@@ -690,30 +690,14 @@ pub fn random_percent() -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use weft_proxy_config::model::{DnsLookupFamily, Thresholds, UpstreamProtocol};
+    use weft_proxy_config::model::Thresholds;
 
     use super::*;
 
     fn shared(limits: Thresholds) -> Arc<ClusterShared> {
         let config = Cluster {
-            name: "c".into(),
-            discovery: Discovery::Static,
-            connect_timeout: Duration::from_secs(1),
-            lb: weft_proxy_lb::LbConfig::default().validate().unwrap(),
-            localities: vec![],
             circuit_breakers: limits,
-            outlier_detection: None,
-            health_checks: vec![],
-            tls: None,
-            protocol: UpstreamProtocol::Http1,
-            idle_timeout: Duration::from_secs(4),
-            max_requests_per_connection: None,
-            dns_refresh_rate: Duration::from_secs(5),
-            dns_lookup_family: DnsLookupFamily::V4Only,
-            original_dst_use_http_header: false,
-            per_connection_buffer_limit_bytes: 1 << 20,
+            ..crate::upstream::test_cluster()
         };
         ClusterRuntime::new(Arc::new(config), None).shared.clone()
     }

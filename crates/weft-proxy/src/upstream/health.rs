@@ -596,10 +596,6 @@ mod tests {
         use weft_proxy_config::model::*;
         let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let config = Cluster {
-            name: "c".into(),
-            discovery: Discovery::Static,
-            connect_timeout: Duration::from_secs(1),
-            lb: weft_proxy_lb::LbConfig::default().validate().unwrap(),
             localities: vec![LocalityEndpoints {
                 locality: Default::default(),
                 priority: 0,
@@ -612,17 +608,7 @@ mod tests {
                     health_check_port: Some(9090),
                 }],
             }],
-            circuit_breakers: Thresholds::default(),
-            outlier_detection: None,
-            health_checks: vec![],
-            tls: None,
-            protocol: UpstreamProtocol::Http1,
-            idle_timeout: Duration::from_secs(4),
-            max_requests_per_connection: None,
-            dns_refresh_rate: Duration::from_secs(5),
-            dns_lookup_family: DnsLookupFamily::V4Only,
-            original_dst_use_http_header: false,
-            per_connection_buffer_limit_bytes: 1 << 20,
+            ..crate::upstream::test_cluster()
         };
         assert_eq!(check_address(&config, addr).port(), 9090);
         let other: SocketAddr = "127.0.0.2:8080".parse().unwrap();

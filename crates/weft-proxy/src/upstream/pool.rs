@@ -721,9 +721,7 @@ mod tests {
     use std::time::Duration;
 
     use http_body_util::BodyExt;
-    use weft_proxy_config::model::{
-        Cluster, Discovery, DnsLookupFamily, Thresholds, UpstreamProtocol,
-    };
+    use weft_proxy_config::model::{Cluster, Thresholds, UpstreamProtocol};
     use weft_test_support::{HttpServer, HttpServerHandle};
 
     use super::*;
@@ -731,22 +729,10 @@ mod tests {
 
     fn cluster(limits: Thresholds, protocol: UpstreamProtocol) -> Arc<ClusterShared> {
         let config = Cluster {
-            name: "c".into(),
-            discovery: Discovery::Static,
-            connect_timeout: Duration::from_secs(1),
-            lb: weft_proxy_lb::LbConfig::default().validate().unwrap(),
-            localities: vec![],
             circuit_breakers: limits,
-            outlier_detection: None,
-            health_checks: vec![],
-            tls: None,
             protocol,
             idle_timeout: Duration::from_secs(60),
-            max_requests_per_connection: None,
-            dns_refresh_rate: Duration::from_secs(5),
-            dns_lookup_family: DnsLookupFamily::V4Only,
-            original_dst_use_http_header: false,
-            per_connection_buffer_limit_bytes: 1 << 20,
+            ..crate::upstream::test_cluster()
         };
         super::super::ClusterRuntime::new(Arc::new(config), None)
             .shared
