@@ -102,22 +102,6 @@ impl AutoHostRewrite {
     }
 }
 
-impl Downstream<'_> {
-    /// The first value of query parameter `name`, undecoded.
-    pub fn query_param(&self, name: &str) -> Option<&str> {
-        query_param(self.query, name)
-    }
-}
-
-/// The first value of query parameter `name` in `query` (without `?`), undecoded.
-pub(crate) fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 /// An HTTP/2 request Envoy's codec refuses by resetting its stream (the error makes hyper send
 /// `RST_STREAM`).
 #[derive(Debug, thiserror::Error)]

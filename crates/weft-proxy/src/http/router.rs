@@ -385,9 +385,9 @@ fn request_hash(
             HashPolicySpecifier::ConnectionProperties { source_ip: true } => {
                 Some(xxh(addrs.peer.ip().to_string().as_bytes()))
             }
-            HashPolicySpecifier::QueryParameter { name } => {
-                super::request::query_param(query, name).map(|v| xxh(v.as_bytes()))
-            }
+            HashPolicySpecifier::QueryParameter { name } => query
+                .and_then(|q| weft_proxy_route::first_query_value(q, name))
+                .map(|v| xxh(v.as_bytes())),
             _ => None,
         };
         if let Some(v) = value {
