@@ -448,7 +448,11 @@ async fn serve(args: Args, source: Source) -> Result<(), String> {
 fn watch_file(path: &Path, tx: mpsc::Sender<()>) -> Result<notify::RecommendedWatcher, String> {
     let watched = path.to_owned();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if let Ok(ev) = ev {
+        // Only changes: reloading reads the file, and a read reported here would loop.
+        if let Some(ev) = ev
+            .ok()
+            .filter(|ev| weft_proxy::watch::may_change_contents(&ev.kind))
+        {
             let relevant = ev.paths.iter().any(|p| {
                 p.file_name() == watched.file_name() || p.to_string_lossy().contains("..data")
             });

@@ -154,6 +154,41 @@ async fn config_changes_under_load_drop_no_request() {
 }
 
 #[tokio::test]
+async fn reading_the_bootstrap_does_not_reload_it() {
+    // Loading the bootstrap opens it, and inotify reports opens: reacting to them made one
+    // `cat bootstrap.yaml` start a reload every 200 ms that never stopped.
+    let v1 = HttpServer::start("v1").await;
+    let v2 = HttpServer::start("v2").await;
+    let dir = TempDir::new("reread");
+    let file = dir.path().join("bootstrap.yaml");
+    let (listen, admin) = (free_port(), free_port());
+    std::fs::write(&file, bootstrap(listen, admin, v1.addr(), "", "")).unwrap();
+    let weft = start_weft(&file, listen).await;
+    let reloads = || weft.stderr().matches("configuration reloaded").count();
+
+    for _ in 0..3 {
+        std::fs::read(&file).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(reloads(), 0, "{}", weft.tail(20));
+
+    std::fs::write(&file, bootstrap(listen, admin, v2.addr(), "", "")).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while http1_get(addr(listen), "x", "/", &[])
+        .await
+        .unwrap()
+        .served_by()
+        != Some("v2")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{}", weft.tail(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(reloads(), 1, "{}", weft.tail(20));
+}
+
+#[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits() {
     let upstream = HttpServer::start("slow").await;
     let dir = TempDir::new("drain");

@@ -13,6 +13,7 @@ pub mod tcp_proxy;
 pub mod tls;
 mod tls_glue;
 pub mod upstream;
+pub mod watch;
 
 pub use proxy::{ApplyError, Proxy, StatSource};
 

@@ -9,6 +9,7 @@ use std::fmt;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -78,6 +79,8 @@ pub struct TlsContextHandle<M: TlsModel> {
     config: ArcSwap<M::Config>,
     // The bytes the current configuration was built from; the lock also serializes reloads.
     loaded: Mutex<LoadedSources>,
+    // How many times `reload` re-read the sources.
+    reads: AtomicU64,
 }
 
 /// A listener's TLS context.
@@ -104,6 +107,7 @@ impl<M: TlsModel> TlsContextHandle<M> {
             model,
             config: ArcSwap::from_pointee(config),
             loaded: Mutex::new(loaded),
+            reads: AtomicU64::new(0),
         })
     }
 
@@ -121,6 +125,7 @@ impl<M: TlsModel> TlsContextHandle<M> {
     /// configuration. Returns whether it did. On error the current configuration stays.
     pub fn reload(&self) -> Result<bool, TlsError> {
         let mut loaded = self.loaded.lock();
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let fresh = self.model.load()?;
         if fresh == *loaded {
             return Ok(false);
@@ -129,6 +134,12 @@ impl<M: TlsModel> TlsContextHandle<M> {
         self.config.store(Arc::new(config));
         *loaded = fresh;
         Ok(true)
+    }
+
+    /// How many times [`reload`](Self::reload) has re-read the data sources (the watcher calls
+    /// it on each settled burst of changes).
+    pub fn rereads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// Watches the directories of the model's files and reloads on any change in them.
@@ -140,10 +151,10 @@ impl<M: TlsModel> TlsContextHandle<M> {
     /// Tokio runtime.
     pub fn watch(self: &Arc<Self>) -> Result<TlsWatcher, TlsError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| TlsError::NoRuntime)?;
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let waker = wake.clone();
+        // One pending wake-up is enough: the reload reads everything.
+        let (waker, wake) = tokio::sync::mpsc::channel::<()>(1);
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<_>| {
-            let _: notify::Event = match event {
+            let event: notify::Event = match event {
                 Ok(event) => event,
                 Err(error) => {
                     warn!(%error, "TLS file watcher error");
@@ -151,7 +162,10 @@ impl<M: TlsModel> TlsContextHandle<M> {
                 }
             };
             // Any change in a watched directory may be a rotation; reload compares contents.
-            waker.notify_one();
+            // Reads are not changes, and reloading reads the files.
+            if crate::watch::may_change_contents(&event.kind) {
+                let _ = waker.try_send(());
+            }
         })
         .map_err(|error| TlsError::Watch {
             path: PathBuf::new(),
@@ -176,11 +190,15 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 
 async fn reload_loop<M: TlsModel>(
     handle: Weak<TlsContextHandle<M>>,
-    wake: Arc<tokio::sync::Notify>,
+    mut wake: tokio::sync::mpsc::Receiver<()>,
 ) {
     loop {
-        wake.notified().await;
+        if wake.recv().await.is_none() {
+            return;
+        }
         tokio::time::sleep(DEBOUNCE).await;
+        // Changes during the pause are covered by the reload below.
+        while wake.try_recv().is_ok() {}
         let Some(handle) = handle.upgrade() else {
             return;
         };

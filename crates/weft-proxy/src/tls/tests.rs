@@ -464,6 +464,43 @@ async fn watcher_follows_a_kubernetes_style_symlink_swap() {
     assert_eq!(peer_leaf(&tls), second.der);
 }
 
+#[tokio::test]
+async fn watcher_ignores_reads_of_the_files() {
+    // Reloading reads the files, and inotify reports opens: a watcher that reacted to them
+    // re-read its certificates every debounce period, forever, once anything opened them.
+    let dir = TempDir::new();
+    let ca = Ca::new("mesh ca");
+    let source = dir.write_leaf(&ca.issue(&[San::Dns("server")], &rcgen::PKCS_ECDSA_P256_SHA256));
+    let handle = Arc::new(ServerTlsHandle::new(downstream(vec![source])).unwrap());
+    let _watcher = handle.watch().unwrap();
+
+    for _ in 0..5 {
+        for name in ["cert.pem", "key.pem"] {
+            std::fs::read(dir.0.join(name)).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(handle.rereads(), 0, "reading the files is not a change");
+
+    // A write is: one re-read (with the new certificate), and it does not feed itself.
+    let before = handle.config();
+    dir.write_leaf(&ca.issue(&[San::Dns("server")], &rcgen::PKCS_ECDSA_P256_SHA256));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while Arc::ptr_eq(&before, &handle.config()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the watcher reloads after a write");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        handle.rereads(),
+        1,
+        "one write, one re-read: re-reading fed the watcher"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
