@@ -90,6 +90,14 @@ static_resources:
     )
 }
 
+/// A [`bootstrap`] whose `backend` cluster speaks HTTP/2 (to a gRPC server).
+fn http2_backend(bootstrap: &str) -> String {
+    bootstrap.replace(
+        "  - name: backend\n    connect_timeout: 1s\n",
+        "  - name: backend\n    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http2_protocol_options: {}}\n",
+    )
+}
+
 async fn start_weft(file: &Path, listen: u16) -> ChildProcess {
     let mut cmd = Command::new(weft());
     cmd.args([
@@ -297,11 +305,13 @@ async fn tcp_proxy_and_grpc_over_http2() {
         echo.addr().port()
     );
     // The HTTP cluster speaks HTTP/2 to the gRPC server.
-    let mut text = bootstrap(listen, admin, grpc.addr(), &tcp_listener, &clusters);
-    text = text.replace(
-        "  - name: backend\n    connect_timeout: 1s\n",
-        "  - name: backend\n    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http2_protocol_options: {}}\n",
-    );
+    let text = http2_backend(&bootstrap(
+        listen,
+        admin,
+        grpc.addr(),
+        &tcp_listener,
+        &clusters,
+    ));
     std::fs::write(&file, text).unwrap();
     let _weft = start_weft(&file, listen).await;
 
@@ -327,6 +337,71 @@ async fn tcp_proxy_and_grpc_over_http2() {
         failing.grpc_status, 14,
         "trailers pass through: {failing:?}"
     );
+}
+
+/// A route's `max_stream_duration`: its 0.2 s ends a slow HTTP request with Envoy's 504, and
+/// with `grpc_timeout_header_max` a gRPC call's `grpc-timeout` sets the limit (capped at 1 s),
+/// answered `DEADLINE_EXCEEDED`, the capped value going upstream.
+#[tokio::test]
+async fn route_max_stream_duration_and_grpc_timeout() {
+    let upstream = HttpServer::builder().name("backend").http2().start().await;
+    let dir = TempDir::new("route-max-duration");
+    let file = dir.path().join("bootstrap.yaml");
+    let (listen, admin) = (free_port(), free_port());
+    let text = http2_backend(&bootstrap(listen, admin, upstream.addr(), "", "")).replace(
+        "route: {cluster: backend}",
+        "route: {cluster: backend, max_stream_duration: \
+             {max_stream_duration: 0.2s, grpc_timeout_header_max: 1s}}",
+    );
+    std::fs::write(&file, text).unwrap();
+    let _weft = start_weft(&file, listen).await;
+
+    let slow = http1_get(addr(listen), "x", "/", &[("x-test-delay-ms", "1000")])
+        .await
+        .unwrap();
+    assert_eq!(slow.status, 504);
+    assert_eq!(slow.text(), "downstream duration timeout");
+    let quick = http1_get(addr(listen), "x", "/", &[("x-test-delay-ms", "20")])
+        .await
+        .unwrap();
+    assert_eq!(quick.status, 200, "{}", quick.text());
+
+    // The header's 100 ms ends the call.
+    let short = grpc_unary(
+        addr(listen),
+        "/test.Echo/Unary",
+        &[("grpc-timeout", "100m"), ("x-test-delay-ms", "1000")],
+        &b"x"[..],
+    )
+    .await
+    .unwrap();
+    assert_eq!(short.grpc_status, 4, "{short:?}");
+    assert_eq!(
+        short.grpc_message.as_deref(),
+        Some("downstream duration timeout")
+    );
+    // 5 s asked for, 1 s allowed: longer than the route's own duration, shorter than the call.
+    let capped = grpc_unary(
+        addr(listen),
+        "/test.Echo/Unary",
+        &[("grpc-timeout", "5S"), ("x-test-delay-ms", "400")],
+        &b"ping"[..],
+    )
+    .await
+    .unwrap();
+    assert_eq!(capped.grpc_status, 0, "{capped:?}");
+    assert_eq!(&capped.message()[..], b"ping");
+    let seen = upstream.last_request().unwrap();
+    assert_eq!(seen.headers["grpc-timeout"], "1000m");
+    let too_long = grpc_unary(
+        addr(listen),
+        "/test.Echo/Unary",
+        &[("grpc-timeout", "5S"), ("x-test-delay-ms", "1500")],
+        &b"x"[..],
+    )
+    .await
+    .unwrap();
+    assert_eq!(too_long.grpc_status, 4, "{too_long:?}");
 }
 
 /// One hop's bootstrap for a sidecar pair: `client` side originates mTLS to `next`, `server`

@@ -4,6 +4,10 @@
 //! or a frame of the response body. Before the response has started the proxy answers
 //! `stream timeout` with 504 when the request was fully received, 408 when it was not (Envoy's
 //! `maybeRequestTimeoutCode`); after, the stream is reset.
+//!
+//! The same tracker holds the stream's max duration (Envoy's `max_stream_duration`, counted
+//! from the start of the stream): the connection manager's to begin with, replaced once the
+//! route is known (see [`super::duration`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,6 +39,8 @@ pub struct Activity {
     last_ms: AtomicU64,
     /// Whether the downstream request body has ended.
     request_complete: AtomicBool,
+    /// Milliseconds from `start` to the end of the stream's max duration; `u64::MAX`: none.
+    max_duration_ms: AtomicU64,
 }
 
 impl Activity {
@@ -44,7 +50,26 @@ impl Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             request_complete: AtomicBool::new(request_complete),
+            max_duration_ms: AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Sets the stream's max duration, counted from its start (`None`: no limit), in place of
+    /// any earlier one, as Envoy re-arms its timer once the route is known. A duration already
+    /// used up ends the stream at once.
+    pub fn set_max_duration(&self, max: Option<Duration>) {
+        let ms = max.map_or(u64::MAX, |d| {
+            u64::try_from(d.as_millis()).map_or(u64::MAX - 1, |ms| ms.min(u64::MAX - 1))
+        });
+        self.max_duration_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// When the stream's max duration ends, if it has one.
+    pub fn max_duration_deadline(&self) -> Option<Instant> {
+        match self.max_duration_ms.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ms => self.start.checked_add(Duration::from_millis(ms)),
+        }
     }
 
     /// Records activity now.
@@ -107,21 +132,29 @@ impl Activity {
         }
     }
 
-    /// Waits for `fut` until `deadline` (`Err(())` when it passes first).
-    pub async fn within<F: std::future::Future>(
+    /// Waits for `fut` within the stream's max duration (`Err(())` when it ends first). The
+    /// limit is read each time `fut` has been polled, so a change `fut` makes (routing sets the
+    /// route's) applies at once.
+    pub async fn within_max_duration<F: std::future::Future>(
         &self,
-        deadline: Instant,
         fut: F,
     ) -> Result<F::Output, ()> {
-        tokio::select! {
-            out = fut => Ok(out),
-            () = tokio::time::sleep_until(deadline) => Err(()),
-        }
-    }
-
-    /// When the stream started (the connection manager's `max_stream_duration` counts from here).
-    pub fn started(&self) -> Instant {
-        self.start
+        tokio::pin!(fut);
+        let mut sleep: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            let Some(deadline) = self.max_duration_deadline() else {
+                return Poll::Pending;
+            };
+            let sleep = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            sleep.as_mut().poll(cx).map(|()| Err(()))
+        })
+        .await
     }
 
     /// Wraps the downstream request body: each frame is activity, its end completes the request.
@@ -308,7 +341,8 @@ mod tests {
         let stream = http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| {
             rx.poll_recv(cx)
         }));
-        let deadline = a.started() + Duration::from_millis(100);
+        a.set_max_duration(Some(Duration::from_millis(100)));
+        let deadline = a.max_duration_deadline().unwrap();
         let mut body = a.response_body_until(Body::new(stream), deadline);
         // Frames keep coming, yet the stream must end by the deadline.
         for _ in 0..3 {
@@ -321,12 +355,61 @@ mod tests {
         let err = body.frame().await.unwrap().unwrap_err();
         assert_eq!(err.to_string(), "stream max duration reached");
         assert_eq!(
-            a.within(
-                a.started() + Duration::from_millis(10),
-                std::future::pending::<()>()
-            )
-            .await,
+            a.within_max_duration(std::future::pending::<()>()).await,
             Err(())
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_max_duration_counts_from_the_start_of_the_stream() {
+        let a = Activity::new(true);
+        assert_eq!(a.max_duration_deadline(), None);
+        let slow = tokio::time::sleep(Duration::from_secs(3600));
+        assert_eq!(a.within_max_duration(slow).await, Ok(()), "no limit");
+        let b = Activity::new(true);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        b.set_max_duration(Some(Duration::from_millis(100)));
+        let began = Instant::now();
+        let slow = tokio::time::sleep(Duration::from_secs(1));
+        assert_eq!(b.within_max_duration(slow).await, Err(()));
+        assert_eq!(
+            began.elapsed(),
+            Duration::from_millis(20),
+            "100 ms from the start"
+        );
+        // A duration already used up ends the wait at once.
+        b.set_max_duration(Some(Duration::ZERO));
+        assert_eq!(
+            b.within_max_duration(std::future::pending::<()>()).await,
+            Err(())
+        );
+        // An absurd duration saturates instead of overflowing.
+        b.set_max_duration(Some(Duration::MAX));
+        let far = Instant::now() + Duration::from_secs(100 * 365 * 86_400);
+        assert!(b.max_duration_deadline().is_none_or(|d| d > far));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_max_duration_applies_to_a_running_wait() {
+        // The connection manager's 60 s, then the route's 50 ms while the request is routed.
+        let a = Activity::new(true);
+        a.set_max_duration(Some(Duration::from_secs(60)));
+        let routed = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            a.set_max_duration(Some(Duration::from_millis(50)));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let began = Instant::now();
+        assert_eq!(a.within_max_duration(routed).await, Err(()));
+        assert_eq!(began.elapsed(), Duration::from_millis(50));
+        // The route may lift the limit as well.
+        let b = Activity::new(true);
+        b.set_max_duration(Some(Duration::from_millis(50)));
+        let routed = async {
+            b.set_max_duration(None);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            7
+        };
+        assert_eq!(b.within_max_duration(routed).await, Ok(7));
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP connection manager: serves HTTP/1.1 and HTTP/2 (prior knowledge, h2c, or ALPN) on a
 //! downstream connection and runs each request through routing, filters and the router.
 
+pub mod duration;
 pub mod filters;
 pub mod idle;
 pub mod local_reply;

@@ -165,11 +165,14 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
     let mut request_id = None;
     // The stream's activity, shared with the router (stream idle timeout): `request_timeout`
     // (the whole request must arrive in time; the timer stops once it has, or once the
-    // response has been produced) and `max_stream_duration` (the whole stream must end in time)
-    // are enforced here.
+    // response has been produced) and the max stream duration (the whole stream must end in
+    // time: the connection manager's, replaced by the route's once routed) are enforced here.
     let (parts, body) = req.into_parts();
     let body: Body = Body::new(body.map_err(|e| -> BoxError { Box::new(e) }));
     let activity = super::idle::Activity::new(hyper::body::Body::is_end_stream(&body));
+    activity.set_max_duration(super::duration::connection_manager_limit(
+        cx.hcm.max_stream_duration,
+    ));
     let body = activity.request_body(body);
     let inner = handle_inner(
         Request::from_parts(parts, body),
@@ -177,40 +180,32 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
         &activity,
         &mut request_id,
     );
-    let (request_timeout, max_duration) = (cx.hcm.request_timeout, cx.hcm.max_stream_duration);
-    let mut resp = if request_timeout.is_none() && max_duration.is_none() {
-        inner.await
-    } else {
-        let inner = async {
-            match request_timeout {
-                Some(t) => activity.within_request_timeout(t, inner).await.ok(),
-                None => Some(inner.await),
-            }
-        };
-        let ended = max_duration.map(|d| activity.started() + d);
-        let waited = match ended {
-            Some(deadline) => activity.within(deadline, inner).await,
-            None => Ok(inner.await),
-        };
-        match (waited, ended) {
-            (Ok(Some(resp)), Some(deadline)) => {
+    let inner = async {
+        match cx.hcm.request_timeout {
+            Some(t) => activity.within_request_timeout(t, inner).await.ok(),
+            None => Some(inner.await),
+        }
+    };
+    let mut resp = match activity.within_max_duration(inner).await {
+        Ok(Some(resp)) => match activity.max_duration_deadline() {
+            Some(deadline) => {
                 let (parts, body) = resp.into_parts();
                 Response::from_parts(parts, activity.response_body_until(body, deadline))
             }
-            (Ok(Some(resp)), None) => resp,
-            (Ok(None), _) => {
-                inc(&stats.downstream_rq_timeout);
-                local_reply::reply(408, "request timeout")
-            }
-            (Err(()), _) => {
-                inc(&stats.downstream_rq_max_duration_reached);
-                // gRPC clients get DEADLINE_EXCEEDED, as from Envoy.
-                local_reply::reply_with_grpc_status(
-                    activity.timeout_status(),
-                    "downstream duration timeout",
-                    Some(4),
-                )
-            }
+            None => resp,
+        },
+        Ok(None) => {
+            inc(&stats.downstream_rq_timeout);
+            local_reply::reply(408, "request timeout")
+        }
+        Err(()) => {
+            inc(&stats.downstream_rq_max_duration_reached);
+            // gRPC clients get DEADLINE_EXCEEDED, as from Envoy.
+            local_reply::reply_with_grpc_status(
+                activity.timeout_status(),
+                "downstream duration timeout",
+                Some(4),
+            )
         }
     };
     // `always_set_request_id_in_response`: the request's id, on local replies too.
@@ -384,6 +379,14 @@ async fn handle_inner(
                 }
                 parts.headers.insert(header::HOST, h);
             }
+            // The route's max stream duration replaces the connection manager's, as Envoy
+            // re-arms its timer once the route is known (before the HTTP filters).
+            super::duration::on_route(
+                activity,
+                hcm.max_stream_duration,
+                target.max_stream_duration.as_ref(),
+                &mut parts.headers,
+            );
             if let Some(original) = original_path {
                 parts.headers.insert("x-envoy-original-path", original);
             }

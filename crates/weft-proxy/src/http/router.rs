@@ -324,14 +324,20 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> 
 }
 
 /// The route timeout: `x-envoy-upstream-rq-timeout-ms` when present, else the route's
-/// (`0` disables it).
+/// (`0` disables it). A route with `max_stream_duration` settings has none of its own (Envoy's
+/// "new timeouts": the stream's max duration bounds the request instead).
 fn route_timeout(target: &RouteTarget, headers: &HeaderMap) -> Option<Duration> {
     let from_header = headers
         .get("x-envoy-upstream-rq-timeout-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_millis);
-    let t = from_header.unwrap_or(target.timeout);
+    let own = if target.max_stream_duration.is_some() {
+        Duration::ZERO
+    } else {
+        target.timeout
+    };
+    let t = from_header.unwrap_or(own);
     (!t.is_zero()).then_some(t)
 }
 
@@ -901,6 +907,47 @@ pub fn method_has_body(m: &Method) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target(timeout_ms: u64, msd: Option<weft_proxy_route::MaxStreamDuration>) -> RouteTarget {
+        RouteTarget {
+            cluster: weft_proxy_route::ClusterTarget::Cluster("a".into()),
+            cluster_not_found_response_code: Default::default(),
+            prefix_rewrite: None,
+            regex_rewrite: None,
+            host_rewrite: None,
+            append_x_forwarded_host: false,
+            timeout: Duration::from_millis(timeout_ms),
+            idle_timeout: None,
+            retry_policy: None,
+            request_mirror_policies: Vec::new().into(),
+            hash_policy: Vec::new(),
+            max_stream_duration: msd,
+            upgrade_configs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn max_stream_duration_settings_replace_the_route_timeout() {
+        let none = HeaderMap::new();
+        assert_eq!(
+            route_timeout(&target(15_000, None), &none),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(route_timeout(&target(0, None), &none), None);
+        // Any max_stream_duration settings, even empty ones, leave no route timeout.
+        let settings = weft_proxy_route::MaxStreamDuration::default();
+        assert_eq!(route_timeout(&target(15_000, Some(settings)), &none), None);
+        // A trusted x-envoy-upstream-rq-timeout-ms still sets one.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-envoy-upstream-rq-timeout-ms",
+            HeaderValue::from_static("250"),
+        );
+        assert_eq!(
+            route_timeout(&target(15_000, Some(settings)), &h),
+            Some(Duration::from_millis(250))
+        );
+    }
 
     #[test]
     fn shadow_requests_carry_the_expected_timeout() {
