@@ -9,6 +9,7 @@
 //! from the start of the stream): the connection manager's to begin with, replaced once the
 //! route is known (see [`super::duration`]).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,68 +94,40 @@ impl Activity {
 
     /// Waits for `fut`, or until the stream has been idle for `idle` (`Err(())`); activity
     /// recorded meanwhile moves the deadline.
-    pub async fn wait<F: std::future::Future>(
-        &self,
-        idle: Duration,
-        fut: F,
-    ) -> Result<F::Output, ()> {
-        tokio::pin!(fut);
-        loop {
-            let deadline = self.deadline(idle);
-            tokio::select! {
-                out = &mut fut => return Ok(out),
-                () = tokio::time::sleep_until(deadline) => {
-                    if self.deadline(idle) <= Instant::now() {
-                        return Err(());
-                    }
-                }
-            }
+    pub fn wait<F: Future>(&self, idle: Duration, fut: F) -> IdleWait<'_, F> {
+        IdleWait {
+            activity: self,
+            idle,
+            fut,
+            sleep: tokio::time::sleep_until(self.deadline(idle)),
         }
     }
 
-    /// Waits for `fut` under the connection manager's `request_timeout`: `Err(())` when
-    /// `timeout` passes (from this activity's start) before the request body has ended; once it
-    /// has, `fut` may take as long as it takes.
-    pub async fn within_request_timeout<F: std::future::Future>(
+    /// Waits for `fut` under the connection manager's `request_timeout` (`None`: none):
+    /// `Err(())` when `timeout` passes (from this activity's start) before the request body has
+    /// ended; once it has, `fut` may take as long as it takes.
+    pub fn within_request_timeout<F: Future>(
         &self,
-        timeout: Duration,
+        timeout: Option<Duration>,
         fut: F,
-    ) -> Result<F::Output, ()> {
-        tokio::pin!(fut);
-        tokio::select! {
-            out = &mut fut => return Ok(out),
-            () = tokio::time::sleep_until(self.start + timeout) => {}
-        }
-        if self.request_complete.load(Ordering::Relaxed) {
-            Ok(fut.await)
-        } else {
-            Err(())
+    ) -> RequestTimeout<'_, F> {
+        RequestTimeout {
+            activity: self,
+            deadline: timeout.map(|t| self.start + t),
+            fut,
+            sleep: None,
         }
     }
 
     /// Waits for `fut` within the stream's max duration (`Err(())` when it ends first). The
     /// limit is read each time `fut` has been polled, so a change `fut` makes (routing sets the
     /// route's) applies at once.
-    pub async fn within_max_duration<F: std::future::Future>(
-        &self,
-        fut: F,
-    ) -> Result<F::Output, ()> {
-        tokio::pin!(fut);
-        let mut sleep: Option<Pin<Box<tokio::time::Sleep>>> = None;
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Ok(out));
-            }
-            let Some(deadline) = self.max_duration_deadline() else {
-                return Poll::Pending;
-            };
-            let sleep = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            if sleep.deadline() != deadline {
-                sleep.as_mut().reset(deadline);
-            }
-            sleep.as_mut().poll(cx).map(|()| Err(()))
-        })
-        .await
+    pub fn within_max_duration<F: Future>(&self, fut: F) -> MaxDuration<'_, F> {
+        MaxDuration {
+            activity: self,
+            fut,
+            sleep: None,
+        }
     }
 
     /// Wraps the downstream request body: each frame is activity, its end completes the request.
@@ -182,6 +155,151 @@ impl Activity {
             sleep: None,
             marks_request,
         })
+    }
+}
+
+// The waits are futures written out rather than `async fn`s: an `async fn` keeps the future it
+// is given twice (the argument, then the local it is moved to), and these wrap the whole
+// request, so each layer doubled the task every request allocates (HTTP/2 spawns one per
+// stream; HTTP/1.1 moves it into the connection's slot).
+
+pin_project_lite::pin_project! {
+    /// [`Activity::wait`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct IdleWait<'a, F> {
+        activity: &'a Activity,
+        idle: Duration,
+        #[pin]
+        fut: F,
+        #[pin]
+        sleep: tokio::time::Sleep,
+    }
+}
+
+impl<F: Future> Future for IdleWait<'_, F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        // The timer stays where it was armed; when it fires, activity since may have moved
+        // the deadline on.
+        while this.sleep.as_mut().poll(cx).is_ready() {
+            let deadline = this.activity.deadline(*this.idle);
+            if deadline <= Instant::now() {
+                return Poll::Ready(Err(()));
+            }
+            this.sleep.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Activity::within_request_timeout`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct RequestTimeout<'a, F> {
+        activity: &'a Activity,
+        // Cleared once it has passed with the request complete.
+        deadline: Option<Instant>,
+        #[pin]
+        fut: F,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F: Future> Future for RequestTimeout<'_, F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        let Some(deadline) = *this.deadline else {
+            return Poll::Pending;
+        };
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if this.activity.request_complete.load(Ordering::Relaxed) {
+            *this.deadline = None;
+            *this.sleep = None;
+            Poll::Pending
+        } else {
+            Poll::Ready(Err(()))
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Activity::within_max_duration`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct MaxDuration<'a, F> {
+        activity: &'a Activity,
+        #[pin]
+        fut: F,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F: Future> Future for MaxDuration<'_, F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        let Some(deadline) = this.activity.max_duration_deadline() else {
+            return Poll::Pending;
+        };
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        sleep.as_mut().poll(cx).map(|()| Err(()))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`with_timeout`].
+    #[project = WithTimeoutProj]
+    #[must_use = "futures do nothing unless polled"]
+    pub enum WithTimeout<F> {
+        /// Under a timeout.
+        Timed { #[pin] inner: tokio::time::Timeout<F> },
+        /// Without one.
+        Untimed { #[pin] inner: F },
+    }
+}
+
+/// `fut` under `timeout` if there is one: `None` when it fires first. (An `async` block
+/// choosing between `tokio::time::timeout(t, fut)` and `fut` holds `fut` twice.)
+pub fn with_timeout<F: Future>(timeout: Option<Duration>, fut: F) -> WithTimeout<F> {
+    match timeout {
+        Some(t) => WithTimeout::Timed {
+            inner: tokio::time::timeout(t, fut),
+        },
+        None => WithTimeout::Untimed { inner: fut },
+    }
+}
+
+impl<F: Future> Future for WithTimeout<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            WithTimeoutProj::Timed { inner } => inner.poll(cx).map(Result::ok),
+            WithTimeoutProj::Untimed { inner } => inner.poll(cx).map(Some),
+        }
     }
 }
 
@@ -270,6 +388,32 @@ mod tests {
         assert_eq!(effective(None, None), None);
     }
 
+    #[tokio::test]
+    async fn the_waits_hold_their_future_once() {
+        // Every request's future passes through these; an `async fn` would hold it twice.
+        let big = || std::future::ready([0u8; 4096]);
+        let limit = std::mem::size_of_val(&big()) + std::mem::size_of::<tokio::time::Sleep>() + 64;
+        let a = Activity::new(true);
+        let t = Some(Duration::from_secs(1));
+        for (what, size) in [
+            (
+                "wait",
+                std::mem::size_of_val(&a.wait(Duration::from_secs(1), big())),
+            ),
+            (
+                "request timeout",
+                std::mem::size_of_val(&a.within_request_timeout(t, big())),
+            ),
+            (
+                "max duration",
+                std::mem::size_of_val(&a.within_max_duration(big())),
+            ),
+            ("timeout", std::mem::size_of_val(&with_timeout(t, big()))),
+        ] {
+            assert!(size <= limit, "{what}: {size} bytes");
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn activity_moves_the_deadline() {
         let a = Activity::new(true);
@@ -294,17 +438,23 @@ mod tests {
         let t = Duration::from_millis(100);
         let slow = tokio::time::sleep(Duration::from_millis(300));
         assert_eq!(
-            Activity::new(true).within_request_timeout(t, slow).await,
+            Activity::new(true)
+                .within_request_timeout(Some(t), slow)
+                .await,
             Ok(())
         );
         let slow = tokio::time::sleep(Duration::from_millis(300));
         assert_eq!(
-            Activity::new(false).within_request_timeout(t, slow).await,
+            Activity::new(false)
+                .within_request_timeout(Some(t), slow)
+                .await,
             Err(())
         );
         let quick = async { 7 };
         assert_eq!(
-            Activity::new(false).within_request_timeout(t, quick).await,
+            Activity::new(false)
+                .within_request_timeout(Some(t), quick)
+                .await,
             Ok(7)
         );
     }

@@ -103,10 +103,7 @@ where
             .max_local_error_reset_streams(Some(1024));
     }
     let service_cx = cx.clone();
-    let service = service_fn(move |req| {
-        let cx = service_cx.clone();
-        async move { request::handle(req, cx).await }
-    });
+    let service = service_fn(move |req| request::handle(req, service_cx.clone()));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let idle = hcm.idle_timeout;

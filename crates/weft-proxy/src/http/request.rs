@@ -180,21 +180,16 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
         &activity,
         &mut request_id,
     );
-    let inner = async {
-        match cx.hcm.request_timeout {
-            Some(t) => activity.within_request_timeout(t, inner).await.ok(),
-            None => Some(inner.await),
-        }
-    };
+    let inner = activity.within_request_timeout(cx.hcm.request_timeout, inner);
     let mut resp = match activity.within_max_duration(inner).await {
-        Ok(Some(resp)) => match activity.max_duration_deadline() {
+        Ok(Ok(resp)) => match activity.max_duration_deadline() {
             Some(deadline) => {
                 let (parts, body) = resp.into_parts();
                 Response::from_parts(parts, activity.response_body_until(body, deadline))
             }
             None => resp,
         },
-        Ok(None) => {
+        Ok(Err(())) => {
             inc(&stats.downstream_rq_timeout);
             local_reply::reply(408, "request timeout")
         }

@@ -159,12 +159,7 @@ pub async fn forward(
         outcome,
     );
     // `None` when the route timeout fired.
-    let attempt = async {
-        match timeout {
-            Some(t) => tokio::time::timeout(t, attempt).await.ok(),
-            None => Some(attempt.await),
-        }
-    };
+    let attempt = super::idle::with_timeout(timeout, attempt);
     let waited = match idle {
         Some(idle) => activity.wait(idle, attempt).await,
         None => Ok(attempt.await),
