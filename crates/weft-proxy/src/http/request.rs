@@ -169,8 +169,16 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
     // are enforced here.
     let (parts, body) = req.into_parts();
     let body: Body = Body::new(body.map_err(|e| -> BoxError { Box::new(e) }));
-    let activity = super::idle::Activity::new(hyper::body::Body::is_end_stream(&body));
-    let body = activity.request_body(body);
+    // An HTTP/1.1 upgrade request never completes: Envoy's codec takes whatever follows its
+    // headers as the stream's body, so its timeouts answer as for an unfinished request (408).
+    let upgrade = http1 && super::router::upgrade_type(&parts.headers).is_some_and(|t| t != "h2c");
+    let complete = !upgrade && hyper::body::Body::is_end_stream(&body);
+    let activity = super::idle::Activity::new(complete);
+    let body = if upgrade {
+        body
+    } else {
+        activity.request_body(body)
+    };
     let inner = handle_inner(
         Request::from_parts(parts, body),
         &cx,
