@@ -137,7 +137,10 @@ enum Via {
 
 /// A WebSocket session: `echoes` text messages, one every `every_ms`, each waiting for the
 /// upstream's echo; then `quiet_ms` without traffic, after which the tunnel must still echo
-/// (or has been closed by the proxy, which is what is compared).
+/// (or has been closed by the proxy, which is what is compared). With
+/// `request_while_open_ms`, a plain GET of the same path is sent instead of the quiet period:
+/// whether it is answered within that time with the tunnel open, then after the client closed
+/// the tunnel, is compared.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WsSession {
@@ -147,6 +150,8 @@ struct WsSession {
     every_ms: u64,
     #[serde(default)]
     quiet_ms: u64,
+    #[serde(default)]
+    request_while_open_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -682,6 +687,30 @@ async fn websocket_session(side: &Side, case: &Case) -> Observation {
             return obs;
         }
         echoed += 1;
+    }
+    if let Some(wait) = session.request_while_open_ms {
+        let (host, path) = (case.host.clone(), case.path.clone());
+        let get = tokio::spawn(async move {
+            weft_test_support::http1_get(addr, &host, &path, &[])
+                .await
+                .map(|r| r.status.as_u16())
+        });
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let while_open = if get.is_finished() {
+            "answered while the tunnel was open"
+        } else {
+            "waiting while the tunnel was open"
+        };
+        let closed = ws.close().await.is_ok();
+        let answer = match tokio::time::timeout(Duration::from_secs(5), get).await {
+            Ok(Ok(Ok(status))) => format!("status {status}"),
+            Ok(_) => "failed".to_owned(),
+            Err(_) => "no answer within 5s".to_owned(),
+        };
+        obs.body = Some(format!(
+            "{echoed} echoed; a request {while_open}, then {answer} (tunnel closed: {closed})"
+        ));
+        return obs;
     }
     let after = if session.quiet_ms == 0 {
         "open"
