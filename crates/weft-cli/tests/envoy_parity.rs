@@ -30,7 +30,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use weft_test_support::{
     ChildProcess, ClientTls, HttpConnection, HttpServer, HttpServerHandle, HttpVersion, TcpServer,
-    TempDir, TestPki, TestResponse, free_port, require_envoy, tcp_read_line,
+    TempDir, TestPki, TestResponse, WebSocketClient, WsMessage, free_port, require_envoy,
+    tcp_read_line,
 };
 
 /// Response headers compared by value in every case; others by presence only.
@@ -113,6 +114,9 @@ struct Case {
     /// the client's port, so it is not compared) and set no new cookie.
     #[serde(default)]
     sticky_cookie: Option<String>,
+    /// For `via: websocket`: what happens on the tunnel after the handshake.
+    #[serde(default)]
+    websocket: WsSession,
     /// What Envoy must answer: keeps the scenario honest.
     expect: Expect,
 }
@@ -126,6 +130,28 @@ enum Via {
     Tls,
     /// Open a TCP connection and read one line (identify servers behind `tcp_proxy`).
     Tcp,
+    /// A WebSocket handshake over HTTP/1.1 (the case's headers added), then its `websocket`
+    /// session; the status is the handshake's, the body tells how the session went.
+    Websocket,
+}
+
+/// A WebSocket session: `echoes` text messages, one every `every_ms`, each waiting for the
+/// upstream's echo; then `quiet_ms` without traffic, after which the tunnel must still echo
+/// (or has been closed by the proxy, which is what is compared). With
+/// `request_while_open_ms`, a plain GET of the same path is sent instead of the quiet period:
+/// whether it is answered within that time with the tunnel open, then after the client closed
+/// the tunnel, is compared.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WsSession {
+    #[serde(default)]
+    echoes: u32,
+    #[serde(default)]
+    every_ms: u64,
+    #[serde(default)]
+    quiet_ms: u64,
+    #[serde(default)]
+    request_while_open_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -385,6 +411,7 @@ async fn send_with(
             HttpConnection::connect_tls(addr, version, &client).await
         }
         Via::Tcp => unreachable!("TCP cases are read as lines"),
+        Via::Websocket => unreachable!("WebSocket cases run a session"),
     }
     .map_err(|e| format!("connect: {e}"))?;
     let mut req = http::Request::builder()
@@ -617,8 +644,102 @@ fn is_uuid(v: &str) -> bool {
         })
 }
 
+/// A `via: websocket` case against one side: the handshake's status and `x-served-by`, and in
+/// the body how the session went (closed during the echoes, closed while quiet, or still open).
+async fn websocket_session(side: &Side, case: &Case) -> Observation {
+    let addr = SocketAddr::new(case.connect, side.ports[&case.listener]);
+    let headers: Vec<(&str, &str)> = case
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str().expect("header values are text")))
+        .collect();
+    let mut obs = Observation {
+        status: 0,
+        body: None,
+        headers: BTreeMap::new(),
+        served_by: None,
+        slow: None,
+        upstreams: BTreeMap::new(),
+        affinity: None,
+    };
+    let mut ws =
+        match WebSocketClient::connect_with(addr, None, &case.host, &case.path, &headers).await {
+            Ok(ws) => ws,
+            Err(e) => {
+                // "WebSocket handshake answered 408, not 101"
+                let e = e.to_string();
+                obs.status = e
+                    .split_once("answered ")
+                    .and_then(|(_, rest)| rest.split(',').next()?.parse().ok())
+                    .unwrap_or(0);
+                obs.body = Some(format!("handshake failed (status {})", obs.status));
+                return obs;
+            }
+        };
+    obs.status = 101;
+    obs.served_by = ws.served_by().map(str::to_owned);
+    let session = &case.websocket;
+    let mut echoed = 0;
+    for i in 0..session.echoes {
+        tokio::time::sleep(Duration::from_millis(session.every_ms)).await;
+        if !echo(&mut ws, &format!("message {i}")).await {
+            obs.body = Some("closed during the echoes".to_owned());
+            return obs;
+        }
+        echoed += 1;
+    }
+    if let Some(wait) = session.request_while_open_ms {
+        let (host, path) = (case.host.clone(), case.path.clone());
+        let get = tokio::spawn(async move {
+            weft_test_support::http1_get(addr, &host, &path, &[])
+                .await
+                .map(|r| r.status.as_u16())
+        });
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let while_open = if get.is_finished() {
+            "answered while the tunnel was open"
+        } else {
+            "waiting while the tunnel was open"
+        };
+        let closed = ws.close().await.is_ok();
+        let answer = match tokio::time::timeout(Duration::from_secs(5), get).await {
+            Ok(Ok(Ok(status))) => format!("status {status}"),
+            Ok(_) => "failed".to_owned(),
+            Err(_) => "no answer within 5s".to_owned(),
+        };
+        obs.body = Some(format!(
+            "{echoed} echoed; a request {while_open}, then {answer} (tunnel closed: {closed})"
+        ));
+        return obs;
+    }
+    let after = if session.quiet_ms == 0 {
+        "open"
+    } else {
+        match tokio::time::timeout(Duration::from_millis(session.quiet_ms), ws.recv()).await {
+            Ok(Err(_)) => "closed while quiet",
+            Ok(Ok(_)) => "an unexpected message while quiet",
+            Err(_) if echo(&mut ws, "after the quiet").await => "open after the quiet",
+            Err(_) => "broken after the quiet",
+        }
+    };
+    obs.body = Some(format!("{echoed} echoed; {after}"));
+    obs
+}
+
+/// Sends `text` and reads its echo: whether the tunnel still works.
+async fn echo(ws: &mut WebSocketClient, text: &str) -> bool {
+    ws.send_text(text).await.is_ok()
+        && matches!(ws.recv().await, Ok(WsMessage::Text(t)) if t == text)
+}
+
 /// Runs `case` against one side: every repetition, or every parallel copy (sorted).
 async fn observe(side: &Side, case: &Case, ups: &Upstreams) -> Vec<Observation> {
+    if case.via == Via::Websocket {
+        ups.clear();
+        let mut obs = websocket_session(side, case).await;
+        obs.upstreams = upstream_view(case, ups);
+        return vec![obs];
+    }
     if case.via == Via::Tcp {
         let port = side.ports[&case.listener];
         let line = tcp_read_line(SocketAddr::new(case.connect, port))

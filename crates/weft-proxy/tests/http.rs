@@ -564,6 +564,12 @@ async fn websocket_frames_pass_both_ways_through_the_proxy() {
     .await;
     let mut ws = WebSocketClient::connect(addr, "x", "/chat").await.unwrap();
     assert_eq!(ws.served_by(), Some("ws"));
+    // Envoy tells the upstream the route timeout, though it never runs for an upgrade.
+    let seen = upstream.last_request().unwrap();
+    assert_eq!(
+        seen.headers.get("x-envoy-expected-rq-timeout-ms").unwrap(),
+        "15000"
+    );
     ws.send_text("hello").await.unwrap();
     assert_eq!(ws.recv().await.unwrap(), WsMessage::Text("hello".into()));
     let big = vec![7u8; 200_000];
@@ -619,6 +625,260 @@ async fn an_open_websocket_holds_its_max_requests_slot() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(status, 200);
+}
+
+/// An upstream that answers every request `101 Switching Protocols` and then echoes the
+/// tunnelled bytes; `closed` counts the tunnels whose connection the proxy closed.
+struct EchoTunnelUpstream {
+    addr: std::net::SocketAddr,
+    closed: tokio::sync::watch::Receiver<u32>,
+}
+
+impl EchoTunnelUpstream {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, closed) = tokio::sync::watch::channel(0u32);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    read_head(&mut sock).await;
+                    sock.write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\n\
+                          upgrade: websocket\r\n\r\n",
+                    )
+                    .await
+                    .unwrap();
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n @ 1..) = sock.read(&mut buf).await {
+                        if sock.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    tx.send_modify(|n| *n += 1);
+                });
+            }
+        });
+        Self { addr, closed }
+    }
+
+    /// Waits (up to 5 s) until `n` tunnels' connections were closed by the proxy.
+    async fn wait_closed(&mut self, n: u32) {
+        tokio::time::timeout(Duration::from_secs(5), self.closed.wait_for(|c| *c >= n))
+            .await
+            .expect("the proxy closes the upstream connection")
+            .unwrap();
+    }
+}
+
+/// Reads an HTTP/1.1 head up to its blank line; returns it.
+async fn read_head(sock: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(sock.read(&mut byte).await.unwrap(), 1, "head cut short");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// Opens a WebSocket tunnel through the proxy at `addr` to `path`: the upgraded connection.
+async fn open_tunnel(addr: std::net::SocketAddr, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+    );
+    sock.write_all(req.as_bytes()).await.unwrap();
+    let head = read_head(&mut sock).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    sock
+}
+
+/// Sends `data` through the tunnel and reads its echo.
+async fn round_trip(sock: &mut tokio::net::TcpStream, data: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    sock.write_all(data).await.unwrap();
+    let mut echo = vec![0u8; data.len()];
+    tokio::time::timeout(Duration::from_secs(5), sock.read_exact(&mut echo))
+        .await
+        .expect("echo within 5s")
+        .unwrap();
+    assert_eq!(echo, data);
+}
+
+/// How long until the proxy closes the client's end of the tunnel (at most 5 s).
+async fn time_to_close(sock: &mut tokio::net::TcpStream) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the proxy closes the downstream connection");
+    started.elapsed()
+}
+
+fn stream_stats(proxy: &Proxy) -> Arc<weft_proxy::http::HttpStats> {
+    proxy.http_stats().into_iter().next().unwrap().1
+}
+
+/// As in Envoy, where an upgraded request stays a connection manager stream: bytes either way
+/// keep its idle timer from firing; silence for `stream_idle_timeout` closes both connections.
+#[tokio::test]
+async fn a_silent_tunnel_is_closed_both_ways_by_the_stream_idle_timeout() {
+    let mut upstream = EchoTunnelUpstream::start().await;
+    let mut manager = hcm(routes(vec![prefix_to(
+        "/",
+        RouteAction::cluster("backend"),
+    )]));
+    manager.upgrades = vec!["websocket".into()];
+    manager.stream_idle_timeout = Some(Duration::from_millis(300));
+    let cfg = config(
+        vec![http_listener("ingress", manager)],
+        vec![cluster("backend", &[upstream.addr])],
+    );
+    let (proxy, addr) = start(cfg).await;
+    let mut tunnel = open_tunnel(addr, "/chat").await;
+    // Traffic for twice the timeout, never quiet for as long as it.
+    for i in 0..6u8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        round_trip(&mut tunnel, &[i; 3]).await;
+    }
+    let quiet = time_to_close(&mut tunnel).await;
+    assert!(
+        quiet >= Duration::from_millis(250),
+        "closed after {quiet:?}"
+    );
+    upstream.wait_closed(1).await;
+    let stats = stream_stats(&proxy);
+    assert_eq!(
+        stats
+            .downstream_rq_idle_timeout
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+/// The route's `idle_timeout` replaces the connection manager's for the tunnel too.
+#[tokio::test]
+async fn the_route_idle_timeout_closes_a_silent_tunnel() {
+    let mut upstream = EchoTunnelUpstream::start().await;
+    let mut action = RouteAction::cluster("backend");
+    action.idle_timeout = Some(Duration::from_millis(200));
+    let mut manager = hcm(routes(vec![prefix_to("/", action)]));
+    manager.upgrades = vec!["websocket".into()];
+    let cfg = config(
+        vec![http_listener("ingress", manager)],
+        vec![cluster("backend", &[upstream.addr])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    let mut tunnel = open_tunnel(addr, "/chat").await;
+    round_trip(&mut tunnel, b"hello").await;
+    let quiet = time_to_close(&mut tunnel).await;
+    assert!(
+        quiet >= Duration::from_millis(150),
+        "closed after {quiet:?}"
+    );
+    upstream.wait_closed(1).await;
+}
+
+/// The connection manager's `max_stream_duration` ends a tunnel however busy it is.
+#[tokio::test]
+async fn max_stream_duration_ends_a_busy_tunnel() {
+    let mut upstream = EchoTunnelUpstream::start().await;
+    let mut manager = hcm(routes(vec![prefix_to(
+        "/",
+        RouteAction::cluster("backend"),
+    )]));
+    manager.upgrades = vec!["websocket".into()];
+    manager.max_stream_duration = Some(Duration::from_millis(500));
+    let cfg = config(
+        vec![http_listener("ingress", manager)],
+        vec![cluster("backend", &[upstream.addr])],
+    );
+    let (proxy, addr) = start(cfg).await;
+    let started = std::time::Instant::now();
+    let mut tunnel = open_tunnel(addr, "/chat").await;
+    let mut echoed = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut byte = [0u8; 1];
+        if tunnel.write_all(b"x").await.is_err() || tunnel.read(&mut byte).await.unwrap_or(0) == 0 {
+            break;
+        }
+        echoed += 1;
+    }
+    let lasted = started.elapsed();
+    assert!(echoed >= 5, "only {echoed} echoes");
+    assert!(
+        lasted >= Duration::from_millis(450) && lasted < Duration::from_secs(2),
+        "the tunnel lasted {lasted:?}"
+    );
+    upstream.wait_closed(1).await;
+    let stats = stream_stats(&proxy);
+    assert_eq!(
+        stats
+            .downstream_rq_max_duration_reached
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+/// Until the upstream answers, the upgrade request waits under the stream idle timeout; as the
+/// request never completes (its body is the tunnel), Envoy answers 408.
+#[tokio::test]
+async fn an_upgrade_the_upstream_does_not_answer_gets_408_stream_timeout() {
+    let upstream = HttpServer::start("ws").await;
+    let mut manager = hcm(routes(vec![prefix_to(
+        "/",
+        RouteAction::cluster("backend"),
+    )]));
+    manager.upgrades = vec!["websocket".into()];
+    manager.stream_idle_timeout = Some(Duration::from_millis(200));
+    let cfg = config(
+        vec![http_listener("ingress", manager)],
+        vec![cluster("backend", &[upstream.addr()])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    let err =
+        WebSocketClient::connect_with(addr, None, "x", "/chat", &[("x-test-delay-ms", "1000")])
+            .await
+            .unwrap_err();
+    assert!(err.to_string().contains("answered 408"), "{err}");
+}
+
+/// As in Envoy, the upstream connection of an open tunnel counts against `max_connections` until
+/// it closes: at the limit, the next request waits for it, then gets a connection of its own.
+#[tokio::test]
+async fn an_open_websocket_holds_its_upstream_connection_slot() {
+    let upstream = HttpServer::start("ws").await;
+    let mut c = cluster("backend", &[upstream.addr()]);
+    c.circuit_breakers.max_connections = 1;
+    let (_proxy, addr) = start(websocket_config(vec![c])).await;
+    let mut ws = WebSocketClient::connect(addr, "x", "/chat").await.unwrap();
+    ws.send_text("open").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap(), WsMessage::Text("open".into()));
+    let waiting = tokio::spawn(async move { http1_get(addr, "x", "/", &[]).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the request waits for a connection");
+    assert_eq!(upstream.connection_count(), 1);
+    ws.close().await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once the tunnel closed")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        upstream.connection_count(),
+        2,
+        "the tunnel's connection is not reused"
+    );
 }
 
 /// `always_set_request_id_in_response`, `via` on both directions, and the route configuration's

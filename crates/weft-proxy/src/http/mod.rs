@@ -8,6 +8,7 @@ pub mod local_reply;
 pub mod path;
 pub mod request;
 pub mod router;
+pub mod tunnel;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

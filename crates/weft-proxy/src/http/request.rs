@@ -169,11 +169,19 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
     // time: the connection manager's, replaced by the route's once routed) are enforced here.
     let (parts, body) = req.into_parts();
     let body: Body = Body::new(body.map_err(|e| -> BoxError { Box::new(e) }));
-    let activity = super::idle::Activity::new(hyper::body::Body::is_end_stream(&body));
+    // An HTTP/1.1 upgrade request never completes: Envoy's codec takes whatever follows its
+    // headers as the stream's body, so its timeouts answer as for an unfinished request (408).
+    let upgrade = http1 && super::router::upgrade_type(&parts.headers).is_some_and(|t| t != "h2c");
+    let complete = !upgrade && hyper::body::Body::is_end_stream(&body);
+    let activity = super::idle::Activity::new(complete);
     activity.set_max_duration(super::duration::connection_manager_limit(
         cx.hcm.max_stream_duration,
     ));
-    let body = activity.request_body(body);
+    let body = if upgrade {
+        body
+    } else {
+        activity.request_body(body)
+    };
     let inner = handle_inner(
         Request::from_parts(parts, body),
         &cx,

@@ -193,7 +193,7 @@ pub async fn forward(
 
 /// The protocol an HTTP/1.1 request asks to upgrade to (`Connection: upgrade` plus
 /// `Upgrade: <type>`), lowercased.
-fn upgrade_type(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn upgrade_type(headers: &HeaderMap) -> Option<String> {
     let connection_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -210,8 +210,10 @@ fn upgrade_type(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Forwards an upgrade request (WebSocket and the like) when the connection manager or the route
-/// enables its type: HTTP/1.1 upstream, no retries; on `101` both connections are spliced.
-/// A type that is not enabled gets Envoy's 403.
+/// enables its type: HTTP/1.1 upstream, no retries; on `101` both connections are spliced
+/// ([`super::tunnel`]). A type that is not enabled gets Envoy's 403. The stream idle timeout
+/// covers the wait for the upstream's answer and then the tunnel, as the connection manager's
+/// `max_stream_duration` does.
 async fn upgrade(
     target: &RouteTarget,
     kind: &str,
@@ -244,6 +246,21 @@ async fn upgrade(
             return local_reply::upstream_failure(&e);
         }
     };
+    // The route timeout never runs for an upgrade (its request never completes), but the
+    // upstream is told it as for any request.
+    let per_try = target
+        .retry_policy
+        .as_deref()
+        .and_then(|p| p.per_try_timeout);
+    let expected = expected_timeout(route_timeout(target, &parts.headers), per_try, None);
+    if let Some(expected) = expected
+        && !ds.conn.router.suppress_envoy_headers
+    {
+        parts.headers.insert(
+            "x-envoy-expected-rq-timeout-ms",
+            HeaderValue::from(u64::try_from(expected.as_millis()).unwrap_or(u64::MAX)),
+        );
+    }
     let mut req = Request::from_parts(parts, body);
     *req.uri_mut() = upstream_uri(
         req.uri(),
@@ -251,44 +268,78 @@ async fn upgrade(
         false,
         cluster.shared.tls.is_some(),
     );
-    let checkout = match host.pool.checkout(false).await {
-        Ok(c) => c,
-        Err(e) => {
-            outcome.flags.push(e.flag());
-            return local_reply::upstream_failure(&e);
+    let idle = super::idle::effective(target.idle_timeout, ds.conn.hcm.stream_idle_timeout);
+    let activity = ds.activity;
+    // Routing restarts the idle timer with the route's timeout.
+    activity.touch();
+    let sent = send_upgrade(&host, req, outcome);
+    let sent = match idle {
+        Some(idle) => activity.wait(idle, sent).await,
+        None => Ok(sent.await),
+    };
+    let mut resp = match sent {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(local)) => return local,
+        Err(()) => {
+            inc(&ds.conn.stats.downstream_rq_idle_timeout);
+            outcome.flags.push(ResponseFlag::StreamIdleTimeout);
+            return local_reply::reply(activity.timeout_status(), "stream timeout");
         }
     };
-    outcome.upstream_host = Some(host.address);
-    let mut resp = match checkout.send(req).await {
-        Ok(r) => r,
-        Err(e) => {
-            outcome.flags.push(e.error.flag());
-            return local_reply::upstream_failure(&e.error);
-        }
-    };
-    outcome.upstream_responded = true;
+    activity.touch();
     cluster.shared.stats.record_status(resp.status().as_u16());
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut resp);
+        // The request's max_requests slot, held while the tunnel is open.
         let permit = resp
             .extensions_mut()
             .remove::<crate::upstream::pool::UpgradePermit>()
             .and_then(|p| p.take());
+        let limits = super::tunnel::Limits {
+            idle,
+            // The connection manager's, or the route's once routed.
+            deadline: activity.max_duration_deadline(),
+        };
         if let Some(downstream) = downstream {
-            tokio::spawn(async move {
-                // The request's max_requests slot, held while the tunnel is open.
-                let _permit = permit;
-                let (Ok(d), Ok(u)) = futures_util::future::join(downstream, upstream).await else {
-                    return;
-                };
-                let mut d = hyper_util::rt::TokioIo::new(d);
-                let mut u = hyper_util::rt::TokioIo::new(u);
-                let _ = tokio::io::copy_bidirectional(&mut d, &mut u).await;
-            });
+            tokio::spawn(super::tunnel::run(
+                downstream,
+                upstream,
+                activity.clone(),
+                limits,
+                ds.conn.stats.clone(),
+                permit,
+            ));
         }
     }
     *resp.version_mut() = Version::HTTP_11;
     resp
+}
+
+/// Sends an upgrade request to `host` over an HTTP/1.1 connection of its own: the response, or
+/// the local reply for a failure.
+async fn send_upgrade(
+    host: &Arc<HostRuntime>,
+    req: Request<Body>,
+    outcome: &mut RouterOutcome,
+) -> Result<Response<Body>, Response<Body>> {
+    let checkout = match host.pool.checkout(false).await {
+        Ok(c) => c,
+        Err(e) => {
+            outcome.flags.push(e.flag());
+            return Err(local_reply::upstream_failure(&e));
+        }
+    };
+    outcome.upstream_host = Some(host.address);
+    match checkout.send(req).await {
+        Ok(r) => {
+            outcome.upstream_responded = true;
+            Ok(r)
+        }
+        Err(e) => {
+            outcome.flags.push(e.error.flag());
+            Err(local_reply::upstream_failure(&e.error))
+        }
+    }
 }
 
 /// The cluster a route target names for this request.

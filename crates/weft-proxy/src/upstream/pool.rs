@@ -17,6 +17,9 @@
 //! request (`upstream_rq_pending_failure_eject`), as Envoy purges its pending streams.
 //!
 //! HTTP/1.1 connections return to the pool when their response body has been read to the end.
+//! A connection answered `101 Switching Protocols` never returns: it belongs to the upgrade's
+//! tunnel, and still holds its `max_connections` slot (and the request its `max_requests` slot,
+//! [`UpgradePermit`]) until the tunnel closes, as Envoy counts it until it closes.
 //! The keep-alive race ("503 UC"): a server may close an idle connection just as we pick it.
 //! hyper hands the request back when it was never written (`try_send_request`), and we retry it
 //! on another connection; it never reached the application, so this is always safe. Idle
@@ -43,6 +46,7 @@ use super::cluster::{ClusterShared, Permit};
 use super::connect::connect;
 use super::stats::inc;
 use crate::error::{Overflow, UpstreamError};
+use crate::io::ClientStream;
 use crate::{Body, BoxError};
 
 /// How many stale pooled connections a request may skip before it fails.
@@ -335,23 +339,30 @@ impl HostPool {
 
     /// Opens one HTTP/1.1 connection for the pending requests; a failure fails them all.
     async fn connect_http1(self: Arc<Self>) {
-        let slot = ConnectionSlot {
+        let slot = Arc::new(ConnectionSlot {
             pool: Some(self.clone()),
             http2: false,
-        };
+        });
         let opened = async {
             let stream = connect(self.addr, &self.cluster).await?;
+            // The transport carries the slot: it is given back when the socket is dropped,
+            // whoever owns it by then (the connection task, or an upgrade's tunnel).
+            let io = SlottedStream {
+                inner: stream,
+                _slot: slot.clone(),
+            };
             http1::Builder::new()
-                .handshake(TokioIo::new(stream))
+                .handshake(TokioIo::new(io))
                 .await
                 .map_err(|e| UpstreamError::ConnectFailure(e.to_string()))
         }
         .await;
         match opened {
             Ok((send, conn)) => {
+                drop(slot);
                 tokio::spawn(async move {
-                    let _slot = slot;
-                    // `with_upgrades`: a 101 response hands the connection to the upgrade.
+                    // `with_upgrades`: a 101 response hands the transport, slot included, to
+                    // the upgrade; the connection task then ends but the connection lives on.
                     let _ = conn.with_upgrades().await;
                 });
                 let conn = IdleConn {
@@ -612,7 +623,9 @@ impl UpgradePermit {
     }
 }
 
-/// Holds one of the cluster's connection slots until the connection task ends.
+/// Holds one of the cluster's connection slots until the connection closes: for HTTP/2 and for
+/// the connection being opened, until its task ends; for an open HTTP/1.1 connection, as long
+/// as its transport ([`SlottedStream`]).
 struct ConnectionSlot {
     pool: Option<Arc<HostPool>>,
     http2: bool,
@@ -627,6 +640,55 @@ impl Drop for ConnectionSlot {
                 pool.connection_closed();
             }
         }
+    }
+}
+
+/// An HTTP/1.1 connection's transport, holding the connection's slot. A connection upgraded
+/// by a `101` leaves the pool for good (it never returns to the idle list), but as in Envoy it
+/// counts against `max_connections` and as one of the pool's open connections until the tunnel
+/// closes it; only then may a pending request open another.
+struct SlottedStream {
+    inner: ClientStream,
+    _slot: Arc<ConnectionSlot>,
+}
+
+impl tokio::io::AsyncRead for SlottedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SlottedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -978,6 +1040,45 @@ mod tests {
         assert_eq!(a, Ok(200));
         assert_eq!(b, Err(UpstreamError::Overflow(Overflow::PendingRequests)));
         assert_eq!(stat(&c, "upstream_cx_overflow"), 0);
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_connection_keeps_its_connection_slot_until_the_tunnel_closes() {
+        let server = h1_server().await;
+        let c = cluster(limits(1, 10, 10), UpstreamProtocol::Http1);
+        let pool = HostPool::new(server.addr(), c.clone());
+        let upgrade = Request::get("/chat")
+            .header(http::header::HOST, "test")
+            .header(http::header::CONNECTION, "upgrade")
+            .header(http::header::UPGRADE, "websocket")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-version", "13")
+            .body(full(""))
+            .unwrap();
+        let mut resp = pool.checkout(false).await.unwrap().send(upgrade).await;
+        let resp = resp.as_mut().unwrap();
+        assert_eq!(resp.status(), http::StatusCode::SWITCHING_PROTOCOLS);
+        let tunnel = hyper::upgrade::on(resp).await.unwrap();
+        let active = || c.stats.upstream_cx_active.load(Ordering::Relaxed);
+        assert_eq!(active(), 1);
+        assert_eq!(pool.h1.lock().open, 1);
+        assert!(pool.h1.lock().idle.is_empty());
+        // At the limit, a request waits for the tunnel's connection to close, then opens one.
+        let (served, ()) = tokio::join!(request(&pool, &server, false, 0), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(server.connection_count(), 1, "no second connection yet");
+            assert_eq!(stat(&c, "upstream_cx_overflow"), 1);
+            drop(tunnel);
+        });
+        assert_eq!(served, Ok(200));
+        assert_eq!(server.connection_count(), 2);
+        assert_eq!(stat(&c, "upstream_cx_destroy"), 1);
+        // Only the new connection is counted, and it is the only one to reuse.
+        assert_eq!(active(), 1);
+        assert_eq!(pool.h1.lock().open, 1);
+        assert_eq!(pool.h1.lock().idle.len(), 1);
+        assert_eq!(request(&pool, &server, false, 0).await, Ok(200));
+        assert_eq!(server.connection_count(), 2);
     }
 
     #[tokio::test]
