@@ -104,7 +104,10 @@ where
             .max_local_error_reset_streams(Some(1024));
     }
     let service_cx = cx.clone();
-    let service = service_fn(move |req| request::handle(req, service_cx.clone()));
+    // Boxed: hyper moves the service's future into its stream task (HTTP/2) or connection slot
+    // (HTTP/1.1), and the runtime moves it again; each move copies the whole future (several
+    // KB, see docs/proxy.md), a box is moved as one pointer.
+    let service = service_fn(move |req| Box::pin(request::handle(req, service_cx.clone())));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let idle = hcm.idle_timeout;

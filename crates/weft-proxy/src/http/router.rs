@@ -882,16 +882,12 @@ async fn send_once(
         };
         checkout.send(req).await
     };
-    match per_try {
-        Some(t) => match tokio::time::timeout(t, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError {
-                error: UpstreamError::Timeout,
-                request: None,
-            }),
-        },
-        None => fut.await,
-    }
+    super::idle::with_timeout(per_try, fut)
+        .await
+        .unwrap_or(Err(SendError {
+            error: UpstreamError::Timeout,
+            request: None,
+        }))
 }
 
 /// What the upstream is told to expect (`x-envoy-expected-rq-timeout-ms`): the per-try
