@@ -853,6 +853,53 @@ async fn an_upgrade_the_upstream_does_not_answer_gets_408_stream_timeout() {
     assert!(err.to_string().contains("answered 408"), "{err}");
 }
 
+/// An upgrade the upstream refuses is an ordinary response: a body that stalls is ended by the
+/// stream idle timeout, as any response body is.
+#[tokio::test]
+async fn a_refused_upgrade_with_a_stalled_body_meets_the_stream_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = listener.local_addr().unwrap();
+    let upstream = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        read_head(&mut sock).await;
+        sock.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 10\r\n\r\n12345")
+            .await
+            .unwrap();
+        // Half the body, then silence until the proxy gives up.
+        let mut rest = Vec::new();
+        let _ = sock.read_to_end(&mut rest).await;
+    });
+    let mut manager = hcm(routes(vec![prefix_to(
+        "/",
+        RouteAction::cluster("backend"),
+    )]));
+    manager.upgrades = vec!["websocket".into()];
+    manager.stream_idle_timeout = Some(Duration::from_millis(200));
+    let cfg = config(
+        vec![http_listener("ingress", manager)],
+        vec![cluster("backend", &[upstream_addr])],
+    );
+    let (_proxy, addr) = start(cfg).await;
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(
+        b"GET /chat HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut sock).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let closed_after = time_to_close(&mut sock).await;
+    assert!(
+        closed_after < Duration::from_secs(2),
+        "closed after {closed_after:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), upstream)
+        .await
+        .expect("the upstream connection is closed too")
+        .unwrap();
+}
+
 /// As in Envoy, the upstream connection of an open tunnel counts against `max_connections` until
 /// it closes: at the limit, the next request waits for it, then gets a connection of its own.
 #[tokio::test]

@@ -262,6 +262,9 @@ async fn upgrade(
         );
     }
     let mut req = Request::from_parts(parts, body);
+    if let Some(auto) = ds.auto_host_rewrite {
+        auto.apply(req.headers_mut(), &host.hostname);
+    }
     *req.uri_mut() = upstream_uri(
         req.uri(),
         req.headers(),
@@ -310,6 +313,10 @@ async fn upgrade(
                 permit,
             ));
         }
+    } else if let Some(idle) = idle {
+        // A refused upgrade is an ordinary response: its body under the stream idle timeout.
+        let (parts, body) = resp.into_parts();
+        resp = Response::from_parts(parts, activity.response_body(body, idle));
     }
     *resp.version_mut() = Version::HTTP_11;
     resp
