@@ -853,6 +853,45 @@ async fn an_upgrade_the_upstream_does_not_answer_gets_408_stream_timeout() {
     assert!(err.to_string().contains("answered 408"), "{err}");
 }
 
+/// Reads one HTTP/1.1 response with a `content-length` from `sock`: its head.
+async fn read_response(sock: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let head = read_head(sock).await;
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("content-length");
+    let mut body = vec![0u8; len];
+    sock.read_exact(&mut body).await.unwrap();
+    head
+}
+
+/// Envoy keeps an idle downstream keep-alive connection for the connection manager's
+/// `idle_timeout` (1 h by default), and its `request_headers_timeout` (off by default) starts
+/// at a request's first byte. hyper's own header timeout (30 s, running while the connection
+/// waits for its next request) closed idle connections after 30 s.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_outlives_hypers_default_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = HttpServer::start("a").await;
+    let cfg = single_route_config(vec![cluster("backend", &[upstream.addr()])]);
+    let (_proxy, addr) = start(cfg).await;
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    sock.write_all(request).await.unwrap();
+    assert!(read_response(&mut sock).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_secs(32)).await;
+    sock.write_all(request).await.unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(5), read_response(&mut sock))
+        .await
+        .expect("an answer on the idle connection");
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+}
+
 /// An upgrade the upstream refuses is an ordinary response: a body that stalls is ended by the
 /// stream idle timeout, as any response body is.
 #[tokio::test]

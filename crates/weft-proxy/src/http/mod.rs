@@ -86,10 +86,13 @@ where
         h1.timer(TokioTimer::new())
             .max_headers(max_headers.saturating_mul(2).max(100))
             .max_buf_size(max_header_bytes.max(8192))
-            .keep_alive(true);
-        if let Some(t) = hcm.request_headers_timeout {
-            h1.header_read_timeout(t);
-        }
+            .keep_alive(true)
+            // hyper's default is a 30 s header timeout, and it runs while a keep-alive
+            // connection waits for its next request: idle connections that Envoy keeps for the
+            // connection manager's `idle_timeout` (1 h by default) were closed after 30 s.
+            // Only a configured `request_headers_timeout` applies (see docs/proxy.md for how
+            // hyper's timer differs from Envoy's).
+            .header_read_timeout(hcm.request_headers_timeout);
     }
     {
         let mut h2 = builder.http2();
