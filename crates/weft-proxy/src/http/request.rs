@@ -45,9 +45,17 @@ pub struct ConnContext {
     /// Set when the connection drains: HTTP/1.1 responses then carry `connection: close`, so
     /// clients stop reusing the connection before it closes (Envoy's drain sequence).
     pub draining: std::sync::atomic::AtomicBool,
+    /// The `server` header's value (`server_name`), built once rather than per response.
+    pub server_header: HeaderValue,
 }
 
 impl ConnContext {
+    /// The `server` header a connection manager sends: its `server_name`, or `envoy` when that
+    /// is not a valid header value.
+    pub fn server_header(hcm: &HttpConnectionManager) -> HeaderValue {
+        HeaderValue::from_str(&hcm.server_name).unwrap_or(HeaderValue::from_static("envoy"))
+    }
+
     /// The destination for ORIGINAL_DST clusters: `x-envoy-original-dst-host` if present and
     /// valid, else the connection's original destination.
     pub fn original_dst(&self, headers: &HeaderMap) -> SocketAddr {
@@ -120,7 +128,7 @@ pub async fn handle(
             return Err(StreamReset(text));
         }
         let mut resp = local_reply::reply(status, text);
-        finish_response(&mut resp, &cx.hcm);
+        finish_response(&mut resp, &cx);
         return Ok(resp);
     }
     Ok(handle_request(req, cx).await)
@@ -222,7 +230,7 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
     }
     stats.downstream_rq_active.fetch_sub(1, Ordering::Relaxed);
     stats.record_status(resp.status().as_u16());
-    finish_response(&mut resp, &cx.hcm);
+    finish_response(&mut resp, &cx);
     // After the hop-by-hop strip in `finish_response`, which would remove it again.
     if http1 && cx.draining.load(Ordering::Relaxed) {
         resp.headers_mut()
@@ -793,12 +801,12 @@ pub fn uuid_v4() -> String {
 }
 
 /// Headers every response gets: `server`, and hop-by-hop removal.
-fn finish_response(resp: &mut Response<Body>, hcm: &HttpConnectionManager) {
+fn finish_response(resp: &mut Response<Body>, cx: &ConnContext) {
+    let hcm = &cx.hcm;
     let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
     router::strip_hop_by_hop(resp.headers_mut(), upgrade);
     append_via(resp.headers_mut(), &hcm.via);
-    let server =
-        HeaderValue::from_str(&hcm.server_name).unwrap_or(HeaderValue::from_static("envoy"));
+    let server = cx.server_header.clone();
     match hcm.server_header_transformation {
         ServerHeaderTransformation::Overwrite => {
             resp.headers_mut().insert(header::SERVER, server);

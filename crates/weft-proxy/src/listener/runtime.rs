@@ -209,6 +209,7 @@ async fn handle_connection(
                 stats,
                 filters,
                 draining: std::sync::atomic::AtomicBool::new(false),
+                server_header: ConnContext::server_header(hcm),
             });
             crate::http::serve_connection(io, cx, drain).await;
         }
