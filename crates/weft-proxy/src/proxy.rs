@@ -386,7 +386,8 @@ async fn start_cluster_tasks(cluster: Weak<ClusterRuntime>) {
             loop {
                 tokio::time::sleep(rate).await;
                 let Some(c) = weak.upgrade() else { return };
-                let resolved = resolve_all(&targets, c.shared.config().dns_lookup_family).await;
+                let family = c.shared.config().dns_lookup_family;
+                let resolved = resolve_all(&targets, family).await;
                 c.set_resolved(&resolved);
                 // New hosts fail active health checking until their first check passes.
                 if let Some(hc) = &health_checker {

@@ -71,10 +71,11 @@ impl HealthChecker {
     /// Starts health checking `cluster` with its first health check, if it has one, and returns
     /// once every host has had its first check (each bounded by the check's `timeout`).
     pub async fn start(cluster: &Arc<ClusterRuntime>) -> Option<Self> {
-        let config = cluster.shared.config();
-        let checks = &config.health_checks;
-        let check = checks.first()?.clone();
-        if checks.len() > 1 {
+        let (check, more) = {
+            let checks = &cluster.shared.config().health_checks;
+            (checks.first()?.clone(), checks.len() > 1)
+        };
+        if more {
             tracing::warn!(
                 cluster = cluster.name(),
                 "only the first health check runs (Envoy does not support more)"
