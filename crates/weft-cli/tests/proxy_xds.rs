@@ -283,6 +283,93 @@ async fn losing_the_control_plane_keeps_serving_and_reconnects_with_the_last_ver
     assert!(s.proxy.try_wait().is_none(), "{}", s.proxy.tail(30));
 }
 
+/// Two localities, `a` (`u1`) and `b` (`u2`), with these locality weights.
+fn weighted_assignment(
+    u1: SocketAddr,
+    u2: SocketAddr,
+    weights: (u32, u32),
+) -> envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment {
+    use envoy_types::pb::envoy::config::core::v3::Locality;
+    use envoy_types::pb::google::protobuf::UInt32Value;
+    let locality = |zone: &str, upstream, weight| {
+        let mut l = assignment("a", &[upstream]).endpoints.remove(0);
+        l.locality = Some(Locality {
+            zone: zone.to_owned(),
+            ..Default::default()
+        });
+        l.load_balancing_weight = Some(UInt32Value { value: weight });
+        l
+    };
+    let mut cla = assignment("a", &[]);
+    cla.endpoints = vec![locality("a", u1, weights.0), locality("b", u2, weights.1)];
+    cla
+}
+
+/// The share of `n` requests through `listen` that `name` served.
+async fn share_served_by(listen: SocketAddr, name: &str, n: usize) -> f64 {
+    let mut hits = 0;
+    for _ in 0..n {
+        let r = http1_get(listen, "a.default", "/", &[]).await.unwrap();
+        assert_eq!(r.status, 200);
+        if r.served_by() == Some(name) {
+            hits += 1;
+        }
+    }
+    f64::from(hits) / n as f64
+}
+
+#[tokio::test]
+async fn the_traffic_split_follows_the_locality_weights_of_each_endpoint_update() {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+        CommonLbConfig,
+        common_lb_config::{LocalityConfigSpecifier, LocalityWeightedLbConfig},
+    };
+    let u1 = HttpServer::start("u1").await;
+    let u2 = HttpServer::start("u2").await;
+    let mut s = setup().await;
+    let mut cluster = eds_cluster(CLUSTER, "a");
+    cluster.common_lb_config = Some(CommonLbConfig {
+        locality_config_specifier: Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
+            LocalityWeightedLbConfig {},
+        )),
+        ..Default::default()
+    });
+    let n = s.mock.respond(CDS, "c1", vec![any(&cluster)]);
+    s.mock.wait_for_reply(CDS, &n).await;
+    let n = s.mock.respond(
+        EDS,
+        "e1",
+        vec![any(&weighted_assignment(u1.addr(), u2.addr(), (1, 3)))],
+    );
+    s.mock.wait_for_reply(EDS, &n).await;
+    let n = s
+        .mock
+        .respond(LDS, "l1", vec![any(&http_listener("in", s.listen, "80"))]);
+    s.mock.wait_for_reply(LDS, &n).await;
+    let n = s.mock.respond(RDS, "r1", vec![any(&route("80", CLUSTER))]);
+    s.mock.wait_for_reply(RDS, &n).await;
+    wait_served_by(s.listen, None).await;
+    let share = share_served_by(s.listen, "u1", 400).await;
+    assert!((share - 0.25).abs() < 0.1, "u1 served {share}, not 1/4");
+
+    // The weights swap (the cluster itself does not change): so does the split. An ACK means
+    // the update is running.
+    for (version, weights, expected) in [("e2", (3, 1), 0.75), ("e3", (1, 3), 0.25)] {
+        let n = s.mock.respond(
+            EDS,
+            version,
+            vec![any(&weighted_assignment(u1.addr(), u2.addr(), weights))],
+        );
+        assert_eq!(s.mock.wait_for_reply(EDS, &n).await.version_info, version);
+        let share = share_served_by(s.listen, "u1", 400).await;
+        assert!(
+            (share - expected).abs() < 0.1,
+            "{version}: u1 served {share}, not {expected}"
+        );
+    }
+    assert!(s.proxy.try_wait().is_none(), "{}", s.proxy.tail(30));
+}
+
 #[tokio::test]
 async fn the_control_plane_flag_builds_an_istio_style_bootstrap() {
     let mock = MockAds::start().await;

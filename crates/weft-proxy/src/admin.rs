@@ -147,7 +147,7 @@ async fn clusters(State(cx): Cx) -> Response {
     list.sort_by(|a, b| a.name().cmp(b.name()));
     for c in list {
         let name = c.name();
-        let cb = &c.shared.config.circuit_breakers;
+        let cb = c.shared.config().circuit_breakers;
         let _ = writeln!(
             out,
             "{name}::default_priority::max_connections::{}",
@@ -175,7 +175,7 @@ async fn clusters(State(cx): Cx) -> Response {
                 "{name}::{a}::rq_active::{}",
                 h.active_requests.load(Ordering::Relaxed)
             );
-            let _ = writeln!(out, "{name}::{a}::weight::{}", h.weight);
+            let _ = writeln!(out, "{name}::{a}::weight::{}", h.weight());
             let _ = writeln!(out, "{name}::{a}::region::{}", h.locality.region);
             let _ = writeln!(out, "{name}::{a}::zone::{}", h.locality.zone);
             let _ = writeln!(out, "{name}::{a}::sub_zone::{}", h.locality.sub_zone);

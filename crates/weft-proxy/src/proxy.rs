@@ -144,7 +144,9 @@ impl Proxy {
         let mut endpoint_updates = Vec::new();
         for c in &config.clusters {
             match old_clusters.get(&c.name) {
-                Some(existing) if *existing.shared.config == **c => clusters.push(existing.clone()),
+                Some(existing) if **existing.shared.config() == **c => {
+                    clusters.push(existing.clone())
+                }
                 // An EDS update: the cluster stays (pools, health, outlier state, stats) and
                 // only its hosts change, as in Envoy.
                 Some(existing) if existing.only_endpoints_differ(c) => {
@@ -361,7 +363,7 @@ fn retire(l: ActiveListener) {
 /// before using them.
 async fn start_cluster_tasks(cluster: Weak<ClusterRuntime>) {
     let Some(c) = cluster.upgrade() else { return };
-    let config: Arc<Cluster> = c.shared.config.clone();
+    let config: Arc<Cluster> = c.shared.config().clone();
     let dns = matches!(
         config.discovery,
         Discovery::StrictDns | Discovery::LogicalDns
@@ -373,6 +375,10 @@ async fn start_cluster_tasks(cluster: Weak<ClusterRuntime>) {
     }
     // Active health checking; returns once every host has had its first check (warming).
     let health_checker = crate::upstream::health::HealthChecker::start(&c).await;
+    if let Some(hc) = &health_checker {
+        // EDS updates add hosts to check.
+        c.keep_health_checker(hc.clone());
+    }
     if dns {
         let weak = cluster.clone();
         let rate = config.dns_refresh_rate;
@@ -380,7 +386,8 @@ async fn start_cluster_tasks(cluster: Weak<ClusterRuntime>) {
             loop {
                 tokio::time::sleep(rate).await;
                 let Some(c) = weak.upgrade() else { return };
-                let resolved = resolve_all(&targets, c.shared.config.dns_lookup_family).await;
+                let family = c.shared.config().dns_lookup_family;
+                let resolved = resolve_all(&targets, family).await;
                 c.set_resolved(&resolved);
                 // New hosts fail active health checking until their first check passes.
                 if let Some(hc) = &health_checker {

@@ -42,7 +42,7 @@ where
     let mut upstream = None;
     let mut tried = Vec::new();
     for _ in 0..config.max_connect_attempts.max(1) {
-        let host = match shared.config.discovery {
+        let host = match shared.config().discovery {
             weft_proxy_config::model::Discovery::OriginalDst => {
                 cluster.original_dst_host(addrs.original_dst)
             }

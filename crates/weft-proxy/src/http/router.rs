@@ -586,7 +586,7 @@ fn mirror(
             let Ok(host) = cluster.pick(None, &[], 1) else {
                 return;
             };
-            let http2 = matches!(cluster.shared.config.protocol, UpstreamProtocol::Http2);
+            let http2 = matches!(cluster.shared.config().protocol, UpstreamProtocol::Http2);
             let mut req = Request::new(local_reply::full(body));
             *req.method_mut() = method;
             *req.uri_mut() = upstream_uri(&uri, &headers, http2, scheme_https);
@@ -676,7 +676,7 @@ async fn attempts(
     // that reads the hash, and sets every cookie so generated on the upstream's response.
     let hashed_picks = cluster.hashes_requests();
     let mut set_cookies: Vec<HeaderValue> = Vec::new();
-    let http2 = match shared.config.protocol {
+    let http2 = match shared.config().protocol {
         UpstreamProtocol::Http1 => false,
         UpstreamProtocol::Http2 => true,
         UpstreamProtocol::UseDownstream => parts.version == Version::HTTP_2,
@@ -687,7 +687,7 @@ async fn attempts(
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
-        let host = match shared.config.discovery {
+        let host = match shared.config().discovery {
             Discovery::OriginalDst => Ok(cluster.original_dst_host(original_dst(parts, ds))),
             _ => {
                 let prev: &[Arc<HostRuntime>] =
@@ -715,7 +715,7 @@ async fn attempts(
             }
         };
         if let Some(p) = priorities.as_mut() {
-            p.on_host_attempted(host.priority);
+            p.on_host_attempted(host.priority());
         }
         let Some(body) = replay.take() else {
             // A streamed body was consumed by an earlier attempt: nothing to retry with.
@@ -727,7 +727,7 @@ async fn attempts(
         };
         let mut req = Request::from_parts(clone_parts(parts), body);
         if let Some(auto) = ds.auto_host_rewrite {
-            auto.apply(req.headers_mut(), &host.hostname);
+            auto.apply(req.headers_mut(), &host.hostname());
         }
         let uri = upstream_uri(&parts.uri, req.headers(), http2, shared.tls.is_some());
         *req.uri_mut() = uri;

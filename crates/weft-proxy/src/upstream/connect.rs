@@ -16,9 +16,8 @@ pub async fn connect(
     cluster: &ClusterShared,
 ) -> Result<ClientStream, UpstreamError> {
     inc(&cluster.stats.upstream_cx_total);
-    let tcp = match tokio::time::timeout(cluster.config.connect_timeout, TcpStream::connect(addr))
-        .await
-    {
+    let connect_timeout = cluster.config().connect_timeout;
+    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             inc(&cluster.stats.upstream_cx_connect_fail);
@@ -35,7 +34,7 @@ pub async fn connect(
         return Ok(ClientStream::Plain(tcp));
     };
     let handshake = tls.connect(addr.ip(), tcp);
-    match tokio::time::timeout(cluster.config.connect_timeout, handshake).await {
+    match tokio::time::timeout(connect_timeout, handshake).await {
         Ok(Ok(s)) => Ok(ClientStream::Tls(Box::new(s))),
         Ok(Err(e)) => {
             inc(&cluster.stats.upstream_cx_connect_fail);

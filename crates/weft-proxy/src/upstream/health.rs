@@ -11,6 +11,8 @@
 //!   whatever the threshold; timeouts and connection failures count toward it. TCP failures all
 //!   count toward it.
 //! - Each host is checked on its own timer, with Envoy's interval choice (see [`Intervals`]).
+//!   A host an update adds, or replaces (its locality or health check address changed), gets
+//!   checks of its own and takes no traffic until they pass; a host that stays keeps its checks.
 //! - HTTP checks keep their connection between checks (`reuse_connection`, default true) unless
 //!   the host answers `connection: close` or the check fails; TCP checks connect every time.
 //! - Health check connections use the cluster's TLS but are not counted in `upstream_cx_*`, so a
@@ -20,7 +22,7 @@
 //! Stats: `health_check.attempt`, `.success`, `.failure` on the cluster
 //! (`health_check_attempt`...).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -36,9 +38,9 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use weft_proxy_config::model::{Cluster, EndpointAddress, HealthCheck, HealthCheckKind};
+use weft_proxy_config::model::{HealthCheck, HealthCheckKind};
 
-use super::cluster::{ClusterRuntime, health_flags};
+use super::cluster::{ClusterRuntime, HostRuntime, health_flags};
 use super::stats::inc;
 use crate::io::ClientStream;
 use crate::tls::ClientTlsHandle;
@@ -61,17 +63,19 @@ struct Shared {
     cluster: Weak<ClusterRuntime>,
     check: HealthCheck,
     intervals: Intervals,
-    /// Addresses with a running session.
-    sessions: Mutex<HashSet<SocketAddr>>,
+    /// The host each running session checks, by address.
+    sessions: Mutex<HashMap<SocketAddr, Weak<HostRuntime>>>,
 }
 
 impl HealthChecker {
     /// Starts health checking `cluster` with its first health check, if it has one, and returns
     /// once every host has had its first check (each bounded by the check's `timeout`).
     pub async fn start(cluster: &Arc<ClusterRuntime>) -> Option<Self> {
-        let checks = &cluster.shared.config.health_checks;
-        let check = checks.first()?.clone();
-        if checks.len() > 1 {
+        let (check, more) = {
+            let checks = &cluster.shared.config().health_checks;
+            (checks.first()?.clone(), checks.len() > 1)
+        };
+        if more {
             tracing::warn!(
                 cluster = cluster.name(),
                 "only the first health check runs (Envoy does not support more)"
@@ -82,7 +86,7 @@ impl HealthChecker {
                 cluster: Arc::downgrade(cluster),
                 intervals: Intervals::from_model(&check),
                 check,
-                sessions: Mutex::new(HashSet::new()),
+                sessions: Mutex::new(HashMap::new()),
             }),
         };
         let first_checks = checker.adopt_new_hosts(cluster);
@@ -92,24 +96,29 @@ impl HealthChecker {
         Some(checker)
     }
 
-    /// Starts checking hosts that joined the cluster (after DNS resolution): they fail active
-    /// health checking until their first check passes.
+    /// Starts checking hosts that joined the cluster (after DNS resolution or an EDS update):
+    /// they fail active health checking until their first check passes.
     pub fn sync_hosts(&self, cluster: &ClusterRuntime) {
         drop(self.adopt_new_hosts(cluster));
     }
 
     /// Marks hosts without a session as failing, starts their sessions, and returns a receiver
-    /// per new host that fires after its first check.
+    /// per new host that fires after its first check. A host replaced under the same address
+    /// gets a session of its own; the old host's session ends at its next check.
     fn adopt_new_hosts(&self, cluster: &ClusterRuntime) -> Vec<oneshot::Receiver<()>> {
         let set = cluster.host_set();
         let mut fresh = Vec::new();
         {
             let mut sessions = self.shared.sessions.lock();
             for h in &set.hosts {
-                if sessions.insert(h.address) {
+                let checked = sessions
+                    .get(&h.address)
+                    .is_some_and(|s| std::ptr::eq(s.as_ptr(), Arc::as_ptr(h)));
+                if !checked {
+                    sessions.insert(h.address, Arc::downgrade(h));
                     h.flags
                         .fetch_or(health_flags::FAILED_ACTIVE_HC, Ordering::Relaxed);
-                    fresh.push(h.address);
+                    fresh.push(h.clone());
                 }
             }
         }
@@ -117,16 +126,16 @@ impl HealthChecker {
             return Vec::new();
         }
         cluster.health_changed();
-        let config = &cluster.shared.config;
         fresh
             .into_iter()
-            .map(|addr| {
+            .map(|host| {
                 let (tx, rx) = oneshot::channel();
                 let session = Session {
                     shared: self.shared.clone(),
-                    host: addr,
-                    target: check_address(config, addr),
-                    host_header: host_header(&self.shared.check, &config.name),
+                    address: host.address,
+                    host: Arc::downgrade(&host),
+                    target: host.health_check_address(),
+                    host_header: host_header(&self.shared.check, cluster.name()),
                     tls: cluster.shared.tls.clone(),
                     health: HostHealth::new(),
                     connection: None,
@@ -300,22 +309,6 @@ pub fn status_expected(ranges: &[(u16, u16)], status: u16) -> bool {
 }
 
 /// Where to check `host`: its endpoint's `health_check_port` when set.
-fn check_address(config: &Cluster, host: SocketAddr) -> SocketAddr {
-    let port = config
-        .localities
-        .iter()
-        .flat_map(|l| &l.endpoints)
-        .find(|ep| match &ep.address {
-            EndpointAddress::Socket(a) => *a == host,
-            EndpointAddress::Dns { port, .. } => *port == host.port(),
-        })
-        .and_then(|ep| ep.health_check_port);
-    match port {
-        Some(p) => SocketAddr::new(host.ip(), p),
-        None => host,
-    }
-}
-
 fn host_header(check: &HealthCheck, cluster: &str) -> Option<HeaderValue> {
     match &check.kind {
         HealthCheckKind::Http { host, .. } => {
@@ -329,7 +322,9 @@ fn host_header(check: &HealthCheck, cluster: &str) -> Option<HeaderValue> {
 /// The checks of one host.
 struct Session {
     shared: Arc<Shared>,
-    host: SocketAddr,
+    address: SocketAddr,
+    /// The host checked; the session ends when it leaves the cluster.
+    host: Weak<HostRuntime>,
     target: SocketAddr,
     host_header: Option<HeaderValue>,
     tls: Option<Arc<ClientTlsHandle>>,
@@ -347,7 +342,13 @@ impl Session {
             }
             tokio::time::sleep(wait).await;
         }
-        self.shared.sessions.lock().remove(&self.host);
+        let mut sessions = self.shared.sessions.lock();
+        if sessions
+            .get(&self.address)
+            .is_some_and(|s| s.ptr_eq(&self.host))
+        {
+            sessions.remove(&self.address);
+        }
     }
 
     /// Runs one check and applies it; the wait before the next, or `None` when the host or the
@@ -367,12 +368,15 @@ impl Session {
             HealthCheckKind::Tcp { send, receive } => self.check_tcp(send, receive).await,
         };
         let cluster = self.shared.cluster.upgrade()?;
-        let host = cluster
+        let host = self.host.upgrade()?;
+        if !cluster
             .host_set()
             .hosts
             .iter()
-            .find(|h| h.address == self.host)
-            .cloned()?;
+            .any(|h| Arc::ptr_eq(h, &host))
+        {
+            return None;
+        }
         let stats = &cluster.shared.stats;
         inc(match result {
             CheckResult::Success => &stats.health_check_success,
@@ -382,8 +386,7 @@ impl Session {
         let transition =
             self.health
                 .record(result, check.healthy_threshold, check.unhealthy_threshold);
-        // Set the flag from the session's view every time: a host re-created by a DNS update
-        // starts without it.
+        // Set the flag from the session's view every time, whatever happened to it meanwhile.
         let failed = !self.health.healthy;
         let flagged = host.flags.load(Ordering::Relaxed) & health_flags::FAILED_ACTIVE_HC != 0;
         if failed != flagged {
@@ -396,7 +399,7 @@ impl Session {
             }
             tracing::info!(
                 cluster = cluster.name(),
-                host = %self.host,
+                host = %self.address,
                 healthy = !failed,
                 "active health check: host health changed"
             );
@@ -594,24 +597,68 @@ mod tests {
     #[test]
     fn health_check_port_overrides_the_endpoint_port() {
         use weft_proxy_config::model::*;
-        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        let config = Cluster {
+        let endpoint = |address, health_check_port| Endpoint {
+            address,
+            weight: 1,
+            health: Default::default(),
+            hostname: String::new(),
+            health_check_port,
+        };
+        let cluster = |discovery, endpoints| Cluster {
+            discovery,
             localities: vec![LocalityEndpoints {
                 locality: Default::default(),
                 priority: 0,
                 weight: None,
-                endpoints: vec![Endpoint {
-                    address: EndpointAddress::Socket(addr),
-                    weight: 1,
-                    health: Default::default(),
-                    hostname: String::new(),
-                    health_check_port: Some(9090),
-                }],
+                endpoints,
             }],
             ..crate::upstream::test_cluster()
         };
-        assert_eq!(check_address(&config, addr).port(), 9090);
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let other: SocketAddr = "127.0.0.2:8080".parse().unwrap();
-        assert_eq!(check_address(&config, other), other);
+        let rt = ClusterRuntime::new(
+            Arc::new(cluster(
+                Discovery::Static,
+                vec![
+                    endpoint(EndpointAddress::Socket(addr), Some(9090)),
+                    endpoint(EndpointAddress::Socket(other), None),
+                ],
+            )),
+            None,
+        );
+        let targets: Vec<SocketAddr> = rt
+            .host_set()
+            .hosts
+            .iter()
+            .map(|h| h.health_check_address())
+            .collect();
+        assert_eq!(targets, ["127.0.0.1:9090".parse().unwrap(), other]);
+
+        // Each resolved address of a DNS endpoint is checked at its own IP.
+        let dns = EndpointAddress::Dns {
+            host: "backend".into(),
+            port: 8080,
+        };
+        let rt = ClusterRuntime::new(
+            Arc::new(cluster(
+                Discovery::StrictDns,
+                vec![endpoint(dns, Some(9090))],
+            )),
+            None,
+        );
+        rt.set_resolved(&[vec![addr, other]]);
+        let targets: Vec<SocketAddr> = rt
+            .host_set()
+            .hosts
+            .iter()
+            .map(|h| h.health_check_address())
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                "127.0.0.1:9090".parse().unwrap(),
+                "127.0.0.2:9090".parse::<SocketAddr>().unwrap()
+            ]
+        );
     }
 }

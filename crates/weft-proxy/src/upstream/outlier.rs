@@ -14,7 +14,8 @@ use crate::error::UpstreamError;
 
 /// Records a response status from `host`.
 pub fn report_status(cluster: &ClusterRuntime, host: &Arc<HostRuntime>, status: u16) {
-    let Some(od) = cluster.shared.config.outlier_detection.as_ref() else {
+    let config = cluster.shared.config();
+    let Some(od) = config.outlier_detection.as_ref() else {
         return;
     };
     let eject = {
@@ -48,7 +49,8 @@ pub fn report_local_failure(
     host: &Arc<HostRuntime>,
     err: &UpstreamError,
 ) {
-    let Some(od) = cluster.shared.config.outlier_detection.as_ref() else {
+    let config = cluster.shared.config();
+    let Some(od) = config.outlier_detection.as_ref() else {
         return;
     };
     if matches!(
@@ -140,7 +142,8 @@ fn eject_host(
 /// The periodic part: un-ejects hosts whose time is up and runs success-rate ejection.
 /// Called every `interval`.
 pub fn interval_tick(cluster: &ClusterRuntime) {
-    let Some(od) = cluster.shared.config.outlier_detection.as_ref() else {
+    let config = cluster.shared.config();
+    let Some(od) = config.outlier_detection.as_ref() else {
         return;
     };
     let set = cluster.host_set();

@@ -286,7 +286,7 @@ impl HostPool {
 
     /// The most recently used idle connection that is still usable.
     fn take_idle(&self, st: &mut H1State) -> Option<IdleConn> {
-        let idle_timeout = self.cluster.config.idle_timeout;
+        let idle_timeout = self.cluster.config().idle_timeout;
         while let Some(c) = st.idle.pop() {
             if c.send.is_closed() {
                 continue;
@@ -428,7 +428,7 @@ impl HostPool {
 
     /// Gives a connection whose response finished back to the pool (or a pending request).
     fn release(&self, mut conn: IdleConn) {
-        if let Some(max) = self.cluster.config.max_requests_per_connection
+        if let Some(max) = self.cluster.config().max_requests_per_connection
             && conn.requests >= max
         {
             return;
@@ -451,7 +451,7 @@ impl HostPool {
 
     /// Closes idle connections that exceeded the idle timeout.
     pub fn sweep(&self) {
-        let idle_timeout = self.cluster.config.idle_timeout;
+        let idle_timeout = self.cluster.config().idle_timeout;
         let mut st = self.h1.lock();
         let before = st.idle.len();
         st.idle
