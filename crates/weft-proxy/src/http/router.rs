@@ -263,7 +263,7 @@ async fn upgrade(
     }
     let mut req = Request::from_parts(parts, body);
     if let Some(auto) = ds.auto_host_rewrite {
-        auto.apply(req.headers_mut(), &host.hostname);
+        auto.apply(req.headers_mut(), &host.hostname());
     }
     *req.uri_mut() = upstream_uri(
         req.uri(),
