@@ -36,8 +36,9 @@ use weft_proxy_config::{ConfigError, ErrorKind};
 
 use crate::stats::XdsStats;
 
-/// `google.rpc.Code.INVALID_ARGUMENT`, the code of a NACK's `error_detail`.
-const INVALID_ARGUMENT: i32 = 3;
+/// `google.rpc.Code.INTERNAL`, the code of a NACK's `error_detail` (Envoy's gRPC mux sets it
+/// whatever the reason).
+const INTERNAL: i32 = 13;
 
 /// What handling an event asks the stream loop to do.
 #[derive(Debug, Default)]
@@ -515,10 +516,20 @@ impl XdsState {
                 name,
                 address,
                 source,
-            } => (
-                Some((ResourceType::Listener, name.clone())),
-                format!("cannot bind '{address}': {source}"),
-            ),
+            } => {
+                // The system's text, as Envoy words it (`strerror`), without Rust's suffix.
+                let text = source.to_string();
+                let text = match source.raw_os_error() {
+                    Some(code) => text
+                        .strip_suffix(&format!(" (os error {code})"))
+                        .map_or(text.clone(), str::to_owned),
+                    None => text,
+                };
+                (
+                    Some((ResourceType::Listener, name.clone())),
+                    format!("cannot bind '{address}': {text}"),
+                )
+            }
             ApplyError::Tls { context, message } => {
                 // The proxy names them `cluster "c"` and `listener "l" filter chain "f"`.
                 let tried = self.pending.as_ref().map(|p| &p.resources);
@@ -967,7 +978,7 @@ impl XdsState {
             type_url: kind.type_url().to_owned(),
             response_nonce: t.nonce.clone(),
             error_detail: error.map(|message| Status {
-                code: INVALID_ARGUMENT,
+                code: INTERNAL,
                 message,
                 details: Vec::new(),
             }),
@@ -995,10 +1006,14 @@ fn compose(kind: ResourceType, outcome: &Outcome) -> String {
             })
             .collect();
         if !named.is_empty() {
+            // Envoy ends each listener's line with a newline and separates clusters by commas.
+            let list = match culprit {
+                ResourceType::Listener => named.iter().map(|n| format!("{n}\n")).collect(),
+                _ => named.join(", "),
+            };
             parts.push(format!(
-                "Error adding/updating {}(s) {}",
-                culprit.label(),
-                named.join(", ")
+                "Error adding/updating {}(s) {list}",
+                culprit.label()
             ));
         }
     }

@@ -222,7 +222,7 @@ fn an_invalid_resource_is_nacked_and_keeps_its_previous_version() {
     );
     assert_eq!(nack.response_nonce, "n3");
     let detail = nack.error_detail.as_ref().unwrap();
-    assert_eq!(detail.code, 3);
+    assert_eq!(detail.code, 13, "INTERNAL, as Envoy sends");
     assert!(
         detail.message.contains("listener \"a\"") && detail.message.contains("tcp_fast_open"),
         "{}",
@@ -670,7 +670,7 @@ fn a_listener_that_cannot_be_bound_is_nacked_and_the_rest_of_the_response_runs()
     let detail = nack.error_detail.as_ref().expect("a NACK");
     assert_eq!(
         detail.message,
-        "Error adding/updating listener(s) b: cannot bind '127.0.0.1:1002': address in use"
+        "Error adding/updating listener(s) b: cannot bind '127.0.0.1:1002': address in use\n"
     );
     assert_eq!(out.rejected.as_deref(), Some(detail.message.as_str()));
     assert_eq!(out.requests.len(), 1, "{:?}", out.requests);
@@ -993,5 +993,35 @@ fn a_conversion_failure_pinned_on_a_listener_rolls_it_back() {
     assert!(
         message.starts_with("Error adding/updating listener(s) b: ") && message.contains("clashes"),
         "{message}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_bind_failure_is_worded_as_envoy_words_it() {
+    let mut proxy = FakeProxy::default();
+    let (mut s, now, _) = running_a(&mut proxy);
+    let mut out = s.on_response(
+        response(
+            LDS,
+            "l2",
+            "n4",
+            vec![
+                any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
+                any(&http_listener("b", addr("[::1]:1002"), "80")),
+            ],
+        ),
+        now,
+    );
+    s.config().unwrap();
+    let error = ApplyError::Bind {
+        name: "b".to_owned(),
+        address: addr("[::1]:1002"),
+        source: std::io::Error::from_raw_os_error(98), // EADDRINUSE
+    };
+    assert!(s.apply_failed(&error, &mut out));
+    assert_eq!(
+        reply(&out, LDS).error_detail.as_ref().unwrap().message,
+        "Error adding/updating listener(s) b: cannot bind '[::1]:1002': Address already in use\n"
     );
 }
