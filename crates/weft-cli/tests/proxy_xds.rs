@@ -3,15 +3,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use weft_test_support::mock_ads::resources::{
     ads_bootstrap, any, assignment, eds_cluster, http_listener, route,
 };
 use weft_test_support::mock_ads::{CDS, EDS, LDS, RDS};
-use weft_test_support::{ChildProcess, HttpServer, MockAds, TempDir, free_addr, http1_get};
+use weft_test_support::{
+    ChildProcess, HttpServer, MockAds, TempDir, free_addr, http1_get, require_envoy,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 const CLUSTER: &str = "outbound|80||a.default.svc.cluster.local";
@@ -30,6 +33,11 @@ struct Setup {
 
 /// A proxy whose bootstrap points at a fresh mock ADS server.
 async fn setup() -> Setup {
+    setup_with(None).await
+}
+
+/// [`setup`] with Envoy rather than weft when `envoy` is given.
+async fn setup_with(envoy: Option<&Path>) -> Setup {
     let mock = MockAds::start().await;
     let admin = free_addr();
     let listen = free_addr();
@@ -42,18 +50,36 @@ async fn setup() -> Setup {
             "sidecar~127.0.0.1~a.default~default.svc.cluster.local",
         ),
     );
-    let mut cmd = Command::new(weft());
-    cmd.args([
-        "proxy",
-        "--concurrency",
-        "2",
-        "-l",
-        "info",
-        "--drain-time-s",
-        "1",
-        "-c",
-    ])
-    .arg(&file);
+    let cmd = match envoy {
+        Some(envoy) => {
+            let mut cmd = Command::new(envoy);
+            cmd.args([
+                "--concurrency",
+                "1",
+                "-l",
+                "warning",
+                "--use-dynamic-base-id",
+                "-c",
+            ])
+            .arg(&file);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(weft());
+            cmd.args([
+                "proxy",
+                "--concurrency",
+                "2",
+                "-l",
+                "info",
+                "--drain-time-s",
+                "1",
+                "-c",
+            ])
+            .arg(&file);
+            cmd
+        }
+    };
     let mut proxy = ChildProcess::spawn(cmd);
     proxy.wait_for_port(admin, WAIT).await;
     Setup {
@@ -419,4 +445,199 @@ async fn the_control_plane_flag_builds_an_istio_style_bootstrap() {
     assert_eq!(labels.fields.len(), 2);
     mock.wait_for(WAIT, "LDS", |r| r.type_url == LDS).await;
     assert!(proxy.try_wait().is_none(), "{}", proxy.tail(30));
+}
+
+/// A listener address taken by the test, and a free one to fix the conflict with.
+struct Conflict {
+    _holder: std::net::TcpListener,
+    busy: SocketAddr,
+    fixed: SocketAddr,
+}
+
+/// CDS, EDS, LDS (`l1`: listener `in`) and RDS, each sent once the proxy asks for it (Envoy
+/// ignores a response of a type it has not subscribed to yet); then LDS `l2` adds listener
+/// `in2` on an address the test holds. Returns the conflict and the reply to `l2`.
+async fn configure_then_conflict(s: &Setup, upstream: SocketAddr) -> (Conflict, DiscoveryRequest) {
+    for (type_url, version, resources) in [
+        (CDS, "c1", vec![any(&eds_cluster(CLUSTER, "a"))]),
+        (EDS, "e1", vec![any(&assignment("a", &[upstream]))]),
+        (LDS, "l1", vec![any(&http_listener("in", s.listen, "80"))]),
+        (RDS, "r1", vec![any(&route("80", CLUSTER))]),
+    ] {
+        s.mock
+            .wait_for(WAIT, type_url, |r| r.type_url == type_url)
+            .await;
+        let n = s.mock.respond(type_url, version, resources);
+        let ack = s.mock.wait_for_reply(type_url, &n).await;
+        assert!(
+            ack.error_detail.is_none(),
+            "{type_url} {version} NACKed: {ack:?}"
+        );
+    }
+    wait_served_by(s.listen, Some("u1")).await;
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = holder.local_addr().unwrap();
+    let conflict = Conflict {
+        _holder: holder,
+        busy,
+        fixed: free_addr(),
+    };
+    let n = s.mock.respond(LDS, "l2", conflicting(s, &conflict));
+    let reply = s.mock.wait_for_reply(LDS, &n).await;
+    (conflict, reply)
+}
+
+fn conflicting(s: &Setup, c: &Conflict) -> Vec<envoy_types::pb::google::protobuf::Any> {
+    vec![
+        any(&http_listener("in", s.listen, "80")),
+        any(&http_listener("in2", c.busy, "80")),
+    ]
+}
+
+/// The same `l2` again, then `l3` with `in2` on a free address; returns both replies.
+async fn resend_then_fix(s: &Setup, c: &Conflict) -> (DiscoveryRequest, DiscoveryRequest) {
+    let n = s.mock.respond(LDS, "l2", conflicting(s, c));
+    let again = s.mock.wait_for_reply(LDS, &n).await;
+    let n = s.mock.respond(
+        LDS,
+        "l3",
+        vec![
+            any(&http_listener("in", s.listen, "80")),
+            any(&http_listener("in2", c.fixed, "80")),
+        ],
+    );
+    let fixed = s.mock.wait_for_reply(LDS, &n).await;
+    wait_served_by(c.fixed, Some("u1")).await;
+    wait_served_by(s.listen, Some("u1")).await;
+    (again, fixed)
+}
+
+/// The listener names and versions `/config_dump` shows as active.
+async fn dumped_listeners(admin: SocketAddr) -> Vec<(String, String)> {
+    let dump = http1_get(admin, "admin", "/config_dump", &[])
+        .await
+        .unwrap()
+        .json();
+    dump["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["@type"]
+                .as_str()
+                .unwrap()
+                .ends_with(".ListenersConfigDump")
+        })
+        .and_then(|c| c["dynamic_listeners"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter(|l| !l["active_state"].is_null())
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_owned(),
+                l["active_state"]["version_info"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_listener_that_cannot_be_bound_is_nacked_and_the_running_ones_keep_serving() {
+    let u1 = HttpServer::start("u1").await;
+    let mut s = setup().await;
+    let (conflict, nack) = configure_then_conflict(&s, u1.addr()).await;
+    assert_eq!(
+        nack.version_info, "l1",
+        "a NACK carries the version that runs"
+    );
+    let detail = nack.error_detail.expect("a NACK");
+    assert_eq!(
+        detail.message,
+        format!(
+            "Error adding/updating listener(s) in2: cannot bind '{}': Address already in use\n",
+            conflict.busy
+        )
+    );
+
+    // The running listener keeps serving; nothing claims `in2`.
+    wait_served_by(s.listen, Some("u1")).await;
+    assert_eq!(
+        dumped_listeners(s.admin).await,
+        [("in".to_owned(), "l1".to_owned())]
+    );
+    let (_, stats) = admin_get(s.admin, "/stats").await;
+    assert!(
+        stats.contains("listener_manager.lds.update_rejected: 1")
+            && stats.contains("listener_manager.lds.update_success: 1"),
+        "{stats}"
+    );
+
+    // The same response again is NACKed again; a fixed one is applied and ACKed.
+    let (again, fixed) = resend_then_fix(&s, &conflict).await;
+    assert_eq!(again.version_info, "l1");
+    assert!(again.error_detail.is_some(), "{again:?}");
+    assert_eq!(fixed.version_info, "l3");
+    assert!(fixed.error_detail.is_none(), "{fixed:?}");
+    assert_eq!(
+        dumped_listeners(s.admin).await,
+        [
+            ("in".to_owned(), "l3".to_owned()),
+            ("in2".to_owned(), "l3".to_owned())
+        ]
+    );
+    let (_, stats) = admin_get(s.admin, "/stats").await;
+    assert!(
+        stats.contains("listener_manager.lds.update_rejected: 2")
+            && stats.contains("listener_manager.lds.update_success: 2"),
+        "{stats}"
+    );
+    assert!(s.proxy.try_wait().is_none(), "{}", s.proxy.tail(30));
+}
+
+#[tokio::test]
+async fn a_port_conflict_is_nacked_as_envoy_nacks_it() {
+    let Some(envoy) = require_envoy() else { return };
+    let u1 = HttpServer::start("u1").await;
+    let mut replies = Vec::new();
+    for proxy in [None, Some(envoy.as_path())] {
+        let mut s = setup_with(proxy).await;
+        let (conflict, nack) = configure_then_conflict(&s, u1.addr()).await;
+        let (again, fixed) = resend_then_fix(&s, &conflict).await;
+        assert!(s.proxy.try_wait().is_none(), "{}", s.proxy.tail(30));
+        replies.push((conflict.busy, [nack, again, fixed]));
+    }
+    // The same replies, with the same words (but for the address taken).
+    let summary = |busy: SocketAddr, replies: &[DiscoveryRequest; 3]| {
+        replies
+            .iter()
+            .map(|r| {
+                (
+                    r.version_info.clone(),
+                    r.error_detail
+                        .as_ref()
+                        .map(|d| (d.code, d.message.replace(&busy.to_string(), "BUSY"))),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (weft_busy, weft) = &replies[0];
+    let (envoy_busy, envoy) = &replies[1];
+    let envoy = summary(*envoy_busy, envoy);
+    assert_eq!(summary(*weft_busy, weft), envoy);
+    let nack = Some((
+        13,
+        "Error adding/updating listener(s) in2: cannot bind 'BUSY': Address already in use\n"
+            .to_owned(),
+    ));
+    assert_eq!(
+        envoy,
+        [
+            ("l1".to_owned(), nack.clone()),
+            ("l1".to_owned(), nack),
+            ("l3".to_owned(), None)
+        ]
+    );
 }

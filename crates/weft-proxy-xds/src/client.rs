@@ -119,7 +119,9 @@ impl AdsClient {
     /// for them), before the control plane is reached.
     pub async fn apply_static(&mut self) -> Result<(), String> {
         let config = self.state.config().map_err(|e| e.to_string())?;
-        self.proxy.apply(config).await.map_err(|e| e.to_string())
+        self.proxy.apply(config).await.map_err(|e| e.to_string())?;
+        self.state.applied(&mut Outcome::default());
+        Ok(())
     }
 
     /// Runs until `shutdown` turns true: streams from the control plane, reconnecting with
@@ -242,26 +244,16 @@ impl AdsClient {
         }
     }
 
-    /// Applies first, then sends: an ACK means the configuration is running.
+    /// Applies first, then sends: an ACK means the configuration is running, and what cannot
+    /// run is NACKed.
     async fn handle(
         &mut self,
-        outcome: Outcome,
+        mut outcome: Outcome,
         tx: Option<&mpsc::UnboundedSender<DiscoveryRequest>>,
     ) {
         if outcome.apply {
-            match self.state.config() {
-                Ok(config) => match self.proxy.apply(config).await {
-                    Ok(()) => {
-                        self.running.send_replace(Arc::new(self.state.dump()));
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "xDS configuration not applied; keeping the running one");
-                    }
-                },
-                Err(e) => {
-                    tracing::error!(error = %e, "xDS configuration does not convert; keeping the running one");
-                }
-            }
+            self.apply(&mut outcome).await;
+            self.running.send_replace(Arc::new(self.state.dump()));
         }
         if let Some(tx) = tx {
             for request in outcome.requests {
@@ -270,6 +262,26 @@ impl AdsClient {
         }
         if outcome.initialized {
             self.initialized.send_replace(true);
+        }
+    }
+
+    /// Applies the state's configuration; when that fails, the state rolls back the resource
+    /// at fault (and NACKs it in `outcome`) and the rest is tried again.
+    async fn apply(&mut self, outcome: &mut Outcome) {
+        loop {
+            let again = match self.state.config() {
+                Ok(config) => match self.proxy.apply(config).await {
+                    Ok(()) => {
+                        self.state.applied(outcome);
+                        return;
+                    }
+                    Err(e) => self.state.apply_failed(&e, outcome),
+                },
+                Err(e) => self.state.convert_failed(&e, outcome),
+            };
+            if !again {
+                return;
+            }
         }
     }
 }

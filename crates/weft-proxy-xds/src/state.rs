@@ -26,6 +26,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::rpc::Status;
+use weft_proxy::ApplyError;
 use weft_proxy_config::model::{self, ProxyConfig};
 use weft_proxy_config::xds::{
     AdsConfig, Resource, ResourceType, Subscription, XdsError, XdsResources, ads_config,
@@ -35,8 +36,9 @@ use weft_proxy_config::{ConfigError, ErrorKind};
 
 use crate::stats::XdsStats;
 
-/// `google.rpc.Code.INVALID_ARGUMENT`, the code of a NACK's `error_detail`.
-const INVALID_ARGUMENT: i32 = 3;
+/// `google.rpc.Code.INTERNAL`, the code of a NACK's `error_detail` (Envoy's gRPC mux sets it
+/// whatever the reason).
+const INTERNAL: i32 = 13;
 
 /// What handling an event asks the stream loop to do.
 #[derive(Debug, Default)]
@@ -47,14 +49,39 @@ pub struct Outcome {
     pub apply: bool,
     /// The initial fetch finished (or timed out) with this event.
     pub initialized: bool,
-    /// Why (part of) the response was rejected.
+    /// Why (part of) the response was rejected: by the checks, or because applying it failed.
     pub rejected: Option<String>,
+    /// The type of the response handled, if any.
+    response: Option<ResourceType>,
+    /// What the checks rejected in that response.
+    invalid: Option<String>,
+    /// The response's ACK waits for the configuration to run: a success once applied, a NACK
+    /// if applying fails.
+    pending_ack: Option<ResourceType>,
+    /// Types NACKed (and counted as rejected) by this outcome.
+    nacked: Vec<ResourceType>,
+    /// Why applying failed, for the NACKs' `error_detail`.
+    failures: Vec<ApplyFailure>,
+}
+
+/// One failed attempt to run a configuration.
+#[derive(Debug)]
+struct ApplyFailure {
+    /// The type NACKed for it.
+    nack: ResourceType,
+    /// The resource it is pinned on, if any.
+    resource: Option<(ResourceType, String)>,
+    /// What went wrong.
+    cause: String,
 }
 
 #[derive(Debug, Default)]
 struct TypeState {
     /// `version_info` of the last accepted response.
     version: String,
+    /// While what `version` brought is not running yet (warming, or applying): the version
+    /// before it, which a failure to apply rolls back to.
+    unconfirmed: Option<String>,
     /// Nonce of the last response on this stream.
     nonce: String,
     /// Subscribed names (EDS and RDS; CDS and LDS are wildcard).
@@ -78,6 +105,18 @@ struct AppliedListener {
     built: Arc<model::Listener>,
 }
 
+/// A configuration as applied: its xDS resources (the active clusters and listeners, the routes
+/// and endpoints), and its listeners as built.
+#[derive(Debug, Default)]
+struct Running {
+    resources: XdsResources,
+    listeners: HashMap<String, AppliedListener>,
+}
+
+/// Attempts at applying one outcome's configuration before giving up on pinning failures on
+/// resources (each attempt rolls one back).
+const MAX_APPLY_ATTEMPTS: usize = 16;
+
 /// The client's whole protocol state.
 #[derive(Debug)]
 pub struct XdsState {
@@ -99,7 +138,10 @@ pub struct XdsState {
     init_deadline: Option<Instant>,
     initialized: bool,
     node_sent: bool,
-    applied: HashMap<String, AppliedListener>,
+    /// What the proxy runs: the last configuration applied.
+    running: Running,
+    /// The configuration last returned by [`XdsState::config`], until it is applied or fails.
+    pending: Option<Running>,
     stats: Arc<XdsStats>,
 }
 
@@ -162,7 +204,8 @@ impl XdsState {
             init_deadline,
             initialized: false,
             node_sent: false,
-            applied: HashMap::new(),
+            running: Running::default(),
+            pending: None,
             stats,
         };
         // Static listeners that name RDS route configurations warm like dynamic ones.
@@ -245,9 +288,9 @@ impl XdsState {
         match &rejected {
             None => {
                 if let Some(t) = self.types.get_mut(&kind) {
-                    t.version = response.version_info.clone();
+                    let previous = std::mem::replace(&mut t.version, response.version_info.clone());
+                    t.unconfirmed.get_or_insert(previous);
                 }
-                self.stats.success(kind);
                 tracing::info!(
                     kind = kind.short_name(),
                     version = %response.version_info,
@@ -290,6 +333,19 @@ impl XdsState {
         outcome.requests.extend(self.resubscribe());
         outcome.requests.push(self.request(kind, rejected.clone()));
         self.advance(now, &mut outcome);
+        outcome.response = Some(kind);
+        if rejected.is_some() {
+            outcome.nacked.push(kind);
+        } else if outcome.apply {
+            // Counted once the configuration runs (or NACKed if it cannot).
+            outcome.pending_ack = Some(kind);
+        } else {
+            self.stats.success(kind);
+            if !self.warming(kind) {
+                self.confirm(kind);
+            }
+        }
+        outcome.invalid = rejected.clone();
         outcome.rejected = rejected;
         outcome
     }
@@ -346,8 +402,11 @@ impl XdsState {
 
     /// The configuration to run now: the bootstrap's static resources, the active (warm)
     /// clusters and listeners, and the routes and endpoints received. Listeners whose source
-    /// and routes did not change since the last call keep their previous `Arc`, so
+    /// and routes did not change since the configuration last applied keep its `Arc`, so
     /// [`weft_proxy::Proxy::apply`] leaves their connections alone.
+    ///
+    /// Then tell the state how applying it went: [`XdsState::applied`], or
+    /// [`XdsState::apply_failed`] (and [`XdsState::convert_failed`] when this fails).
     pub fn config(&mut self) -> Result<ProxyConfig, XdsError> {
         let bootstrap = if self.static_listeners_ready {
             &self.bootstrap
@@ -377,7 +436,7 @@ impl XdsState {
                 .iter()
                 .map(|s| resources.routes.get(&s.name).cloned())
                 .collect();
-            if let Some(previous) = self.applied.get(&built.name)
+            if let Some(previous) = self.running.listeners.get(&built.name)
                 && previous.source == **source
                 && previous.routes == routes
             {
@@ -396,8 +455,278 @@ impl XdsState {
                 },
             );
         }
-        self.applied = applied;
+        self.pending = Some(Running {
+            resources,
+            listeners: applied,
+        });
         Ok(config)
+    }
+
+    /// The configuration last returned by [`XdsState::config`] runs now: it becomes what
+    /// rollbacks return to, the versions it brought are confirmed, and the ACK of `outcome`'s
+    /// response counts as a success.
+    pub fn applied(&mut self, outcome: &mut Outcome) {
+        if let Some(pending) = self.pending.take() {
+            self.running = pending;
+        }
+        for kind in ResourceType::ALL {
+            if !self.warming(kind) {
+                self.confirm(kind);
+            }
+        }
+        if let Some(kind) = outcome.pending_ack.take() {
+            self.stats.success(kind);
+        }
+    }
+
+    /// [`weft_proxy::Proxy::apply`] refused the configuration last returned by
+    /// [`XdsState::config`] (the proxy still runs the one before). As Envoy does when a
+    /// listener or cluster cannot be added, the resource at fault (a listener whose address
+    /// cannot be bound or whose TLS files cannot be read, a cluster whose TLS cannot be built)
+    /// goes back to the version that runs (or away), with its routes, and the response that
+    /// brought it is NACKed with the last version that runs and an `error_detail` naming it:
+    /// in `outcome` (instead of its ACK) when that is the response handled, else as a new NACK
+    /// of that type with its last nonce (weft applies listeners and clusters once warm, so the
+    /// failure may show when their routes or endpoints arrive).
+    ///
+    /// Returns whether to try again ([`XdsState::config`], apply) without it. When the
+    /// failure cannot be pinned on a dynamic resource that changed, the whole state goes back
+    /// to what runs, the response handled is NACKed, and there is nothing to try again.
+    pub fn apply_failed(&mut self, error: &ApplyError, outcome: &mut Outcome) -> bool {
+        let (resource, cause) = self.pin(error);
+        self.failed(resource, cause, outcome)
+    }
+
+    /// [`XdsState::config`] failed (the resources were checked together when accepted, so this
+    /// is not expected): handled as [`XdsState::apply_failed`].
+    pub fn convert_failed(&mut self, error: &XdsError, outcome: &mut Outcome) -> bool {
+        let resource = error.resource.as_ref().map(|r| (r.kind, r.name.clone()));
+        let cause = match resource {
+            Some(_) => error.error.to_string(),
+            None => error.to_string(),
+        };
+        self.failed(resource, cause, outcome)
+    }
+
+    /// Pins an apply error on a listener or cluster of the configuration tried, with what
+    /// went wrong (in Envoy's words for a bind failure).
+    fn pin(&self, error: &ApplyError) -> (Option<(ResourceType, String)>, String) {
+        match error {
+            ApplyError::Bind {
+                name,
+                address,
+                source,
+            } => {
+                // The system's text, as Envoy words it (`strerror`), without Rust's suffix.
+                let text = source.to_string();
+                let text = match source.raw_os_error() {
+                    Some(code) => text
+                        .strip_suffix(&format!(" (os error {code})"))
+                        .map_or(text.clone(), str::to_owned),
+                    None => text,
+                };
+                (
+                    Some((ResourceType::Listener, name.clone())),
+                    format!("cannot bind '{address}': {text}"),
+                )
+            }
+            ApplyError::Tls { context, message } => {
+                // The proxy names them `cluster "c"` and `listener "l" filter chain "f"`.
+                let tried = self.pending.as_ref().map(|p| &p.resources);
+                let cluster = self
+                    .static_clusters()
+                    .chain(tried.into_iter().flat_map(|r| r.clusters.iter()))
+                    .find(|c| *context == format!("cluster {:?}", c.name))
+                    .map(|c| (ResourceType::Cluster, c.name.clone()));
+                let listener = || {
+                    self.static_listeners()
+                        .iter()
+                        .chain(tried.into_iter().flat_map(|r| r.listeners.iter()))
+                        .find(|l| context.starts_with(&format!("listener {:?} ", l.name)))
+                        .map(|l| (ResourceType::Listener, l.name.clone()))
+                };
+                match cluster.or_else(listener) {
+                    Some(resource) => (Some(resource), message.clone()),
+                    None => (None, error.to_string()),
+                }
+            }
+        }
+    }
+
+    fn failed(
+        &mut self,
+        resource: Option<(ResourceType, String)>,
+        cause: String,
+        outcome: &mut Outcome,
+    ) -> bool {
+        self.pending = None;
+        let attempts = outcome.failures.len() + 1;
+        if let Some((kind, name)) = &resource
+            && attempts < MAX_APPLY_ATTEMPTS
+            && self.roll_back(*kind, name)
+        {
+            tracing::warn!(
+                kind = kind.short_name(),
+                name = %name,
+                error = %cause,
+                "xDS resource not applied; back to the version that runs"
+            );
+            outcome.failures.push(ApplyFailure {
+                nack: *kind,
+                resource: resource.clone(),
+                cause,
+            });
+            self.unconfirm(*kind);
+            self.nack(*kind, outcome);
+            outcome.requests.extend(self.resubscribe());
+            return true;
+        }
+        // Not pinned on a dynamic resource that changed: the proxy still runs the
+        // configuration applied last, and so does the state from now on.
+        tracing::error!(
+            error = %cause,
+            "xDS configuration not applied; keeping the running one"
+        );
+        self.roll_back_all();
+        if let Some(kind) = outcome.pending_ack.or(outcome.response) {
+            outcome.failures.push(ApplyFailure {
+                nack: kind,
+                resource,
+                cause,
+            });
+            self.unconfirm(kind);
+            self.nack(kind, outcome);
+        }
+        outcome.requests.extend(self.resubscribe());
+        false
+    }
+
+    /// Puts `name` of `kind` back to the version that runs (or removes it), in the active
+    /// resources and in the latest ones unless a newer version is warming there; whether that
+    /// changed anything.
+    fn roll_back(&mut self, kind: ResourceType, name: &str) -> bool {
+        let running = &self.running.resources;
+        let mut active = XdsResources {
+            clusters: std::mem::take(&mut self.active_clusters),
+            listeners: std::mem::take(&mut self.active_listeners),
+            ..Default::default()
+        };
+        let before = (active.clone(), self.latest.clone());
+        match kind {
+            ResourceType::Cluster => {
+                let tried = active.clusters.iter().find(|c| c.name == name).cloned();
+                if tried.is_some()
+                    && self.latest.clusters.iter().find(|c| c.name == name) == tried.as_ref()
+                {
+                    revert(&mut self.latest, running, kind, name);
+                }
+                revert(&mut active, running, kind, name);
+            }
+            ResourceType::Listener => {
+                // Its routes stay: those it no longer needs are unsubscribed, the others are
+                // the running listeners' too.
+                let tried = active.listeners.iter().find(|l| l.name == name).cloned();
+                if tried.is_some()
+                    && self.latest.listeners.iter().find(|l| l.name == name) == tried.as_ref()
+                {
+                    revert(&mut self.latest, running, kind, name);
+                }
+                revert(&mut active, running, kind, name);
+            }
+            ResourceType::RouteConfiguration | ResourceType::ClusterLoadAssignment => {
+                revert(&mut self.latest, running, kind, name);
+            }
+        }
+        let changed = before != (active.clone(), self.latest.clone());
+        self.active_clusters = active.clusters;
+        self.active_listeners = active.listeners;
+        changed
+    }
+
+    /// Back to the configuration that runs: the active clusters and listeners (and the latest
+    /// ones, unless a newer set is warming), and the routes and endpoints it has.
+    fn roll_back_all(&mut self) {
+        let running = &self.running.resources;
+        self.active_clusters = running.clusters.clone();
+        self.active_listeners = running.listeners.clone();
+        if self.cluster_warming.is_none() {
+            self.latest.clusters = running.clusters.clone();
+        }
+        if self.listener_warming.is_none() {
+            self.latest.listeners = running.listeners.clone();
+        }
+        for (name, route) in &running.routes {
+            self.latest.routes.insert(name.clone(), route.clone());
+        }
+        for (name, assignment) in &running.endpoints {
+            self.latest
+                .endpoints
+                .insert(name.clone(), assignment.clone());
+        }
+        for kind in ResourceType::ALL {
+            if !self.warming(kind) {
+                self.unconfirm(kind);
+            }
+        }
+    }
+
+    /// Whether the latest resources of `kind` wait for their routes or endpoints.
+    fn warming(&self, kind: ResourceType) -> bool {
+        match kind {
+            ResourceType::Cluster => self.cluster_warming.is_some(),
+            ResourceType::Listener => self.listener_warming.is_some(),
+            _ => false,
+        }
+    }
+
+    /// What the version of `kind` brought runs.
+    fn confirm(&mut self, kind: ResourceType) {
+        if let Some(t) = self.types.get_mut(&kind) {
+            t.unconfirmed = None;
+        }
+    }
+
+    /// Back to the last version of `kind` whose resources run.
+    fn unconfirm(&mut self, kind: ResourceType) {
+        if let Some(t) = self.types.get_mut(&kind)
+            && let Some(previous) = t.unconfirmed.take()
+        {
+            t.version = previous;
+        }
+    }
+
+    /// NACKs the last response of `kind` in `outcome`: its ACK (or NACK) becomes a NACK with
+    /// the current version and every reason, or one is added. Nothing to send when no response
+    /// of that type arrived on this stream.
+    fn nack(&mut self, kind: ResourceType, outcome: &mut Outcome) {
+        let nonce = self.types[&kind].nonce.clone();
+        if nonce.is_empty() {
+            return;
+        }
+        let message = compose(kind, outcome);
+        let mut request = self.request(kind, Some(message.clone()));
+        let url = kind.type_url();
+        match outcome
+            .requests
+            .iter_mut()
+            .find(|r| r.type_url == url && r.response_nonce == nonce)
+        {
+            Some(previous) => {
+                request.node = previous.node.take().or(request.node);
+                *previous = request;
+            }
+            None => outcome.requests.push(request),
+        }
+        if outcome.response == Some(kind) {
+            outcome.rejected = Some(message);
+        }
+        if outcome.pending_ack == Some(kind) {
+            outcome.pending_ack = None;
+        }
+        if !outcome.nacked.contains(&kind) {
+            outcome.nacked.push(kind);
+            self.stats.rejected(kind);
+        }
     }
 
     fn static_listeners(&self) -> Vec<Listener> {
@@ -649,13 +978,52 @@ impl XdsState {
             type_url: kind.type_url().to_owned(),
             response_nonce: t.nonce.clone(),
             error_detail: error.map(|message| Status {
-                code: INVALID_ARGUMENT,
+                code: INTERNAL,
                 message,
                 details: Vec::new(),
             }),
             ..Default::default()
         }
     }
+}
+
+/// The `error_detail` of a NACK of `kind`: what the checks rejected in the response handled,
+/// then, in Envoy's words, the resources that could not be applied and why.
+fn compose(kind: ResourceType, outcome: &Outcome) -> String {
+    let mut parts = Vec::new();
+    if outcome.response == Some(kind)
+        && let Some(invalid) = &outcome.invalid
+    {
+        parts.push(invalid.clone());
+    }
+    let failures: Vec<&ApplyFailure> = outcome.failures.iter().filter(|f| f.nack == kind).collect();
+    for culprit in ResourceType::ALL {
+        let named: Vec<String> = failures
+            .iter()
+            .filter_map(|f| match &f.resource {
+                Some((k, name)) if *k == culprit => Some(format!("{name}: {}", f.cause)),
+                _ => None,
+            })
+            .collect();
+        if !named.is_empty() {
+            // Envoy ends each listener's line with a newline and separates clusters by commas.
+            let list = match culprit {
+                ResourceType::Listener => named.iter().map(|n| format!("{n}\n")).collect(),
+                _ => named.join(", "),
+            };
+            parts.push(format!(
+                "Error adding/updating {}(s) {list}",
+                culprit.label()
+            ));
+        }
+    }
+    parts.extend(
+        failures
+            .iter()
+            .filter(|f| f.resource.is_none())
+            .map(|f| f.cause.clone()),
+    );
+    parts.join("; ")
 }
 
 /// Puts resource `name` of `kind` back to its version in `previous` (or removes it).

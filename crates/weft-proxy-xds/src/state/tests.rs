@@ -222,7 +222,7 @@ fn an_invalid_resource_is_nacked_and_keeps_its_previous_version() {
     );
     assert_eq!(nack.response_nonce, "n3");
     let detail = nack.error_detail.as_ref().unwrap();
-    assert_eq!(detail.code, 3);
+    assert_eq!(detail.code, 13, "INTERNAL, as Envoy sends");
     assert!(
         detail.message.contains("listener \"a\"") && detail.message.contains("tcp_fast_open"),
         "{}",
@@ -441,6 +441,7 @@ fn unchanged_listeners_keep_their_arc() {
         now,
     );
     let first = s.config().unwrap();
+    s.applied(&mut Outcome::default());
     // An endpoint update: both listeners unchanged.
     s.on_response(
         response(
@@ -452,6 +453,7 @@ fn unchanged_listeners_keep_their_arc() {
         now,
     );
     let second = s.config().unwrap();
+    s.applied(&mut Outcome::default());
     assert!(Arc::ptr_eq(&first.listeners[0], &second.listeners[0]));
     assert!(Arc::ptr_eq(&first.listeners[1], &second.listeners[1]));
     // Route 81 changes: only `y` is rebuilt.
@@ -512,7 +514,14 @@ fn responses_of_other_types_are_ignored_and_stats_count() {
         Instant::now(),
     );
     assert!(out.requests.is_empty());
-    s.on_response(response(CDS, "1", "n1", vec![]), Instant::now());
+    let mut out = s.on_response(response(CDS, "1", "n1", vec![]), Instant::now());
+    assert_eq!(
+        stats.update_success(ResourceType::Cluster),
+        0,
+        "a success once applied"
+    );
+    s.config().unwrap();
+    s.applied(&mut out);
     s.on_response(
         response(CDS, "2", "n2", vec![any(&route("x", "y"))]),
         Instant::now(),
@@ -549,4 +558,470 @@ fn backoff_is_jittered_exponential_and_capped() {
     );
     b.reset();
     assert!(b.next_delay() <= Duration::from_millis(500));
+}
+
+/// A proxy that cannot bind the addresses in `busy` (a listener already running there keeps its
+/// socket), driven by the client's apply loop.
+#[derive(Default)]
+struct FakeProxy {
+    busy: Vec<SocketAddr>,
+    listening: Vec<(String, SocketAddr)>,
+}
+
+impl FakeProxy {
+    fn refusing(busy: &[&str]) -> Self {
+        FakeProxy {
+            busy: busy.iter().map(|a| addr(a)).collect(),
+            listening: Vec::new(),
+        }
+    }
+
+    /// Applies the state's configuration as `AdsClient` does; returns what runs in the end if
+    /// an attempt succeeded.
+    fn apply(&mut self, s: &mut XdsState, out: &mut Outcome) -> Option<ProxyConfig> {
+        loop {
+            let config = s.config().unwrap();
+            let refused = config.listeners.iter().find(|l| {
+                self.busy.contains(&l.address)
+                    && !self.listening.contains(&(l.name.clone(), l.address))
+            });
+            match refused {
+                Some(l) => {
+                    let error = ApplyError::Bind {
+                        name: l.name.clone(),
+                        address: l.address,
+                        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+                    };
+                    if !s.apply_failed(&error, out) {
+                        return None;
+                    }
+                }
+                None => {
+                    s.applied(out);
+                    self.listening = config
+                        .listeners
+                        .iter()
+                        .map(|l| (l.name.clone(), l.address))
+                        .collect();
+                    return Some(config);
+                }
+            }
+        }
+    }
+}
+
+/// The request of `type_url` in `out` (the ACK or NACK of its response).
+fn reply<'a>(out: &'a Outcome, type_url: &str) -> &'a DiscoveryRequest {
+    out.requests
+        .iter()
+        .find(|r| r.type_url == type_url && !r.response_nonce.is_empty())
+        .unwrap_or_else(|| panic!("no reply of {type_url} in {:?}", out.requests))
+}
+
+fn dump_listeners(s: &XdsState) -> Vec<(String, String)> {
+    s.dump()
+        .listeners
+        .into_iter()
+        .map(|(v, l)| (v, l.name))
+        .collect()
+}
+
+/// CDS (empty), LDS `l1` with listener `a` on 127.0.0.1:1001 (route `80`), RDS `r1`: applied.
+fn running_a(proxy: &mut FakeProxy) -> (XdsState, Instant, ProxyConfig) {
+    let (mut s, now) = state();
+    s.on_connect();
+    let mut out = s.on_response(response(CDS, "c1", "n1", vec![]), now);
+    proxy.apply(&mut s, &mut out).unwrap();
+    let out = s.on_response(
+        response(
+            LDS,
+            "l1",
+            "n2",
+            vec![any(&http_listener("a", addr("127.0.0.1:1001"), "80"))],
+        ),
+        now,
+    );
+    assert!(!out.apply, "waits for route 80");
+    let mut out = s.on_response(response(RDS, "r1", "n3", vec![any(&route("80", "c"))]), now);
+    let config = proxy.apply(&mut s, &mut out).unwrap();
+    assert_eq!(listener_names(&config), ["a"]);
+    (s, now, config)
+}
+
+#[test]
+fn a_listener_that_cannot_be_bound_is_nacked_and_the_rest_of_the_response_runs() {
+    let mut proxy = FakeProxy::refusing(&["127.0.0.1:1002"]);
+    let (mut s, now, _) = running_a(&mut proxy);
+    let l2 = vec![
+        any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
+        any(&http_listener("b", addr("127.0.0.1:1002"), "80")),
+        any(&http_listener("c", addr("127.0.0.1:1003"), "80")),
+    ];
+    let mut out = s.on_response(response(LDS, "l2", "n4", l2.clone()), now);
+    assert!(out.apply, "route 80 is there: no warming");
+    let ran = proxy.apply(&mut s, &mut out).unwrap();
+    assert_eq!(listener_names(&ran), ["a", "c"], "the others are applied");
+    let nack = reply(&out, LDS);
+    assert_eq!(
+        (nack.version_info.as_str(), nack.response_nonce.as_str()),
+        ("l1", "n4"),
+        "the previous version, the response's nonce"
+    );
+    let detail = nack.error_detail.as_ref().expect("a NACK");
+    assert_eq!(
+        detail.message,
+        "Error adding/updating listener(s) b: cannot bind '127.0.0.1:1002': address in use\n"
+    );
+    assert_eq!(out.rejected.as_deref(), Some(detail.message.as_str()));
+    assert_eq!(out.requests.len(), 1, "{:?}", out.requests);
+    // The state says what runs.
+    assert_eq!(s.version(ResourceType::Listener), "l1");
+    assert_eq!(
+        dump_listeners(&s),
+        [
+            ("l1".to_owned(), "a".to_owned()),
+            ("l1".to_owned(), "c".to_owned())
+        ]
+    );
+    assert_eq!(s.subscribed(ResourceType::RouteConfiguration), ["80"]);
+    assert_eq!(s.stats.update_rejected(ResourceType::Listener), 1);
+    assert_eq!(s.stats.update_success(ResourceType::Listener), 1);
+
+    // The same response again: NACKed again, not taken as unchanged.
+    let mut out = s.on_response(response(LDS, "l2", "n5", l2), now);
+    let ran = proxy.apply(&mut s, &mut out).unwrap();
+    assert_eq!(listener_names(&ran), ["a", "c"]);
+    let nack = reply(&out, LDS);
+    assert_eq!(
+        (nack.version_info.as_str(), nack.response_nonce.as_str()),
+        ("l1", "n5")
+    );
+    assert!(nack.error_detail.is_some());
+    assert_eq!(s.stats.update_rejected(ResourceType::Listener), 2);
+
+    // Fixed: applied and ACKed with its version.
+    let mut out = s.on_response(
+        response(
+            LDS,
+            "l3",
+            "n6",
+            vec![
+                any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
+                any(&http_listener("b", addr("127.0.0.1:1004"), "80")),
+                any(&http_listener("c", addr("127.0.0.1:1003"), "80")),
+            ],
+        ),
+        now,
+    );
+    let ran = proxy.apply(&mut s, &mut out).unwrap();
+    assert_eq!(listener_names(&ran), ["a", "b", "c"]);
+    let ack = reply(&out, LDS);
+    assert_eq!(
+        (ack.version_info.as_str(), ack.response_nonce.as_str()),
+        ("l3", "n6")
+    );
+    assert!(ack.error_detail.is_none());
+    assert_eq!(out.rejected, None);
+    assert_eq!(s.version(ResourceType::Listener), "l3");
+    assert_eq!(dump_listeners(&s).len(), 3);
+    assert_eq!(s.stats.update_success(ResourceType::Listener), 2);
+}
+
+#[test]
+fn a_listener_moved_to_a_busy_address_keeps_running_untouched() {
+    let mut proxy = FakeProxy::refusing(&["127.0.0.1:1002"]);
+    let (mut s, now, before) = running_a(&mut proxy);
+    let mut out = s.on_response(
+        response(
+            LDS,
+            "l2",
+            "n4",
+            vec![any(&http_listener("a", addr("127.0.0.1:1002"), "80"))],
+        ),
+        now,
+    );
+    let ran = proxy.apply(&mut s, &mut out).unwrap();
+    assert!(
+        Arc::ptr_eq(&before.listeners[0], &ran.listeners[0]),
+        "the running listener is not rebuilt (its connections stay)"
+    );
+    assert_eq!(ran.listeners[0].address, addr("127.0.0.1:1001"));
+    let detail = &reply(&out, LDS).error_detail.as_ref().unwrap().message;
+    assert!(
+        detail.starts_with("Error adding/updating listener(s) a: cannot bind '127.0.0.1:1002'"),
+        "{detail}"
+    );
+    assert_eq!(
+        s.dump().listeners[0].1,
+        http_listener("a", addr("127.0.0.1:1001"), "80"),
+        "the dump shows where it runs"
+    );
+}
+
+#[test]
+fn a_listener_failing_once_warm_nacks_the_listener_response_then() {
+    let mut proxy = FakeProxy::refusing(&["127.0.0.1:1002"]);
+    let (mut s, now, _) = running_a(&mut proxy);
+    // `b` waits for route 81: the LDS response is ACKed before the listener is applied.
+    let out = s.on_response(
+        response(
+            LDS,
+            "l2",
+            "n4",
+            vec![
+                any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
+                any(&http_listener("b", addr("127.0.0.1:1002"), "81")),
+            ],
+        ),
+        now,
+    );
+    assert!(!out.apply);
+    assert_eq!(reply(&out, LDS).version_info, "l2");
+    assert_eq!(s.stats.update_success(ResourceType::Listener), 2);
+    let mut out = s.on_response(
+        response(
+            RDS,
+            "r2",
+            "n5",
+            vec![any(&route("80", "c")), any(&route("81", "c"))],
+        ),
+        now,
+    );
+    let ran = proxy.apply(&mut s, &mut out).unwrap();
+    assert_eq!(listener_names(&ran), ["a"]);
+    // The routes run and are ACKed; the listener response is NACKed with its nonce, and
+    // route 81 is no longer needed.
+    assert_eq!(
+        types(&out),
+        [
+            (
+                "RouteConfiguration",
+                vec!["80".to_owned(), "81".to_owned()],
+                false
+            ),
+            ("Listener", vec![], true),
+            ("RouteConfiguration", vec!["80".to_owned()], false),
+        ]
+    );
+    assert_eq!(out.requests[0].version_info, "r2");
+    let nack = &out.requests[1];
+    assert_eq!(
+        (nack.version_info.as_str(), nack.response_nonce.as_str()),
+        ("l1", "n4")
+    );
+    assert!(
+        nack.error_detail
+            .as_ref()
+            .unwrap()
+            .message
+            .starts_with("Error adding/updating listener(s) b: cannot bind '127.0.0.1:1002'")
+    );
+    assert_eq!(out.rejected, None, "the RDS response itself is fine");
+    assert_eq!(s.version(ResourceType::Listener), "l1");
+    assert_eq!(s.stats.update_rejected(ResourceType::Listener), 1);
+    assert_eq!(s.stats.update_success(ResourceType::RouteConfiguration), 2);
+    // A reconnection resubscribes with the version that runs.
+    let reqs = s.on_connect();
+    let lds = reqs.iter().find(|r| r.type_url == LDS).unwrap();
+    assert_eq!(lds.version_info, "l1");
+}
+
+#[test]
+fn a_cluster_whose_tls_cannot_be_built_is_nacked() {
+    let (mut s, now) = state();
+    s.on_connect();
+    let out = s.on_response(
+        response(CDS, "c1", "n1", vec![any(&eds_cluster("x", "svc"))]),
+        now,
+    );
+    assert_eq!(reply(&out, CDS).version_info, "c1");
+    let mut out = s.on_response(
+        response(
+            EDS,
+            "e1",
+            "n2",
+            vec![any(&assignment("svc", &[addr("127.0.0.1:9001")]))],
+        ),
+        now,
+    );
+    assert!(out.apply);
+    let config = s.config().unwrap();
+    assert_eq!(cluster_names(&config), ["xds-grpc", "x"]);
+    let error = ApplyError::Tls {
+        context: "cluster \"x\"".to_owned(),
+        message: "cannot read /certs/x.pem: No such file or directory".to_owned(),
+    };
+    assert!(s.apply_failed(&error, &mut out));
+    assert_eq!(cluster_names(&s.config().unwrap()), ["xds-grpc"]);
+    s.applied(&mut out);
+    let nack = reply(&out, CDS);
+    assert_eq!(
+        (nack.version_info.as_str(), nack.response_nonce.as_str()),
+        ("", "n1")
+    );
+    assert_eq!(
+        nack.error_detail.as_ref().unwrap().message,
+        "Error adding/updating cluster(s) x: cannot read /certs/x.pem: No such file or directory"
+    );
+    assert!(s.dump().clusters.is_empty());
+    assert_eq!(s.version(ResourceType::Cluster), "");
+    assert!(s.subscribed(ResourceType::ClusterLoadAssignment).is_empty());
+    assert_eq!(s.stats.update_rejected(ResourceType::Cluster), 1);
+    assert_eq!(
+        s.stats.update_success(ResourceType::ClusterLoadAssignment),
+        1
+    );
+}
+
+#[test]
+fn a_failure_not_pinned_on_a_resource_keeps_what_runs() {
+    let mut proxy = FakeProxy::default();
+    let (mut s, now, _) = running_a(&mut proxy);
+    let mut out = s.on_response(
+        response(
+            LDS,
+            "l2",
+            "n4",
+            vec![
+                any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
+                any(&http_listener("b", addr("127.0.0.1:1002"), "80")),
+            ],
+        ),
+        now,
+    );
+    s.config().unwrap();
+    let error = ApplyError::Tls {
+        context: "something else".to_owned(),
+        message: "broken".to_owned(),
+    };
+    assert!(!s.apply_failed(&error, &mut out), "nothing to try again");
+    let nack = reply(&out, LDS);
+    assert_eq!(nack.version_info, "l1");
+    assert_eq!(
+        nack.error_detail.as_ref().unwrap().message,
+        "something else: broken"
+    );
+    assert_eq!(listener_names(&s.config().unwrap()), ["a"]);
+    assert_eq!(dump_listeners(&s), [("l1".to_owned(), "a".to_owned())]);
+    // The same response again is tried again.
+    let out = s.on_response(
+        response(
+            LDS,
+            "l2",
+            "n5",
+            vec![
+                any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
+                any(&http_listener("b", addr("127.0.0.1:1002"), "80")),
+            ],
+        ),
+        now,
+    );
+    assert!(out.apply);
+    assert_eq!(listener_names(&s.config().unwrap()), ["a", "b"]);
+}
+
+#[test]
+fn an_apply_failure_adds_to_what_the_checks_rejected() {
+    let mut proxy = FakeProxy::refusing(&["127.0.0.1:1002"]);
+    let (mut s, now, _) = running_a(&mut proxy);
+    let mut bad = http_listener("bad", addr("127.0.0.1:1005"), "80");
+    bad.tcp_fast_open_queue_length =
+        Some(envoy_types::pb::google::protobuf::UInt32Value { value: 1 });
+    let mut out = s.on_response(
+        response(
+            LDS,
+            "l2",
+            "n4",
+            vec![
+                any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
+                any(&bad),
+                any(&http_listener("b", addr("127.0.0.1:1002"), "80")),
+            ],
+        ),
+        now,
+    );
+    proxy.apply(&mut s, &mut out).unwrap();
+    let nacks: Vec<_> = out.requests.iter().filter(|r| r.type_url == LDS).collect();
+    assert_eq!(nacks.len(), 1, "one reply per response");
+    let message = &nacks[0].error_detail.as_ref().unwrap().message;
+    assert!(
+        message.starts_with("listener \"bad\"")
+            && message.contains("; Error adding/updating listener(s) b: cannot bind"),
+        "{message}"
+    );
+    assert_eq!(nacks[0].version_info, "l1");
+    assert_eq!(
+        s.stats.update_rejected(ResourceType::Listener),
+        1,
+        "one NACK"
+    );
+}
+
+#[test]
+fn a_conversion_failure_pinned_on_a_listener_rolls_it_back() {
+    let mut proxy = FakeProxy::default();
+    let (mut s, now, _) = running_a(&mut proxy);
+    let mut out = s.on_response(
+        response(
+            LDS,
+            "l2",
+            "n4",
+            vec![
+                any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
+                any(&http_listener("b", addr("127.0.0.1:1002"), "80")),
+            ],
+        ),
+        now,
+    );
+    let error = XdsError {
+        resource: Some(weft_proxy_config::xds::ResourceId {
+            kind: ResourceType::Listener,
+            name: "b".to_owned(),
+        }),
+        error: Box::new(ConfigError {
+            file: None,
+            line: None,
+            path: "address".to_owned(),
+            kind: ErrorKind::Constraint,
+            message: "clashes".to_owned(),
+        }),
+    };
+    assert!(s.convert_failed(&error, &mut out));
+    let ran = proxy.apply(&mut s, &mut out).unwrap();
+    assert_eq!(listener_names(&ran), ["a"]);
+    let message = &reply(&out, LDS).error_detail.as_ref().unwrap().message;
+    assert!(
+        message.starts_with("Error adding/updating listener(s) b: ") && message.contains("clashes"),
+        "{message}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_bind_failure_is_worded_as_envoy_words_it() {
+    let mut proxy = FakeProxy::default();
+    let (mut s, now, _) = running_a(&mut proxy);
+    let mut out = s.on_response(
+        response(
+            LDS,
+            "l2",
+            "n4",
+            vec![
+                any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
+                any(&http_listener("b", addr("[::1]:1002"), "80")),
+            ],
+        ),
+        now,
+    );
+    s.config().unwrap();
+    let error = ApplyError::Bind {
+        name: "b".to_owned(),
+        address: addr("[::1]:1002"),
+        source: std::io::Error::from_raw_os_error(98), // EADDRINUSE
+    };
+    assert!(s.apply_failed(&error, &mut out));
+    assert_eq!(
+        reply(&out, LDS).error_detail.as_ref().unwrap().message,
+        "Error adding/updating listener(s) b: cannot bind '[::1]:1002': Address already in use\n"
+    );
 }
