@@ -26,7 +26,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::rpc::Status;
-use weft_proxy::ApplyError;
+use weft_proxy::{ApplyError, TlsOwner};
 use weft_proxy_config::model::{self, ProxyConfig};
 use weft_proxy_config::xds::{
     AdsConfig, Resource, ResourceType, Subscription, XdsError, XdsResources, ads_config,
@@ -530,22 +530,22 @@ impl XdsState {
                     format!("cannot bind '{address}': {text}"),
                 )
             }
-            ApplyError::Tls { context, message } => {
-                // The proxy names them `cluster "c"` and `listener "l" filter chain "f"`.
+            ApplyError::Tls { owner, message } => {
                 let tried = self.pending.as_ref().map(|p| &p.resources);
-                let cluster = self
-                    .static_clusters()
-                    .chain(tried.into_iter().flat_map(|r| r.clusters.iter()))
-                    .find(|c| *context == format!("cluster {:?}", c.name))
-                    .map(|c| (ResourceType::Cluster, c.name.clone()));
-                let listener = || {
-                    self.static_listeners()
+                let found = match owner {
+                    TlsOwner::Cluster(name) => self
+                        .static_clusters()
+                        .chain(tried.into_iter().flat_map(|r| r.clusters.iter()))
+                        .find(|c| c.name == *name)
+                        .map(|c| (ResourceType::Cluster, c.name.clone())),
+                    TlsOwner::FilterChain { listener, .. } => self
+                        .static_listeners()
                         .iter()
                         .chain(tried.into_iter().flat_map(|r| r.listeners.iter()))
-                        .find(|l| context.starts_with(&format!("listener {:?} ", l.name)))
-                        .map(|l| (ResourceType::Listener, l.name.clone()))
+                        .find(|l| l.name == *listener)
+                        .map(|l| (ResourceType::Listener, l.name.clone())),
                 };
-                match cluster.or_else(listener) {
+                match found {
                     Some(resource) => (Some(resource), message.clone()),
                     None => (None, error.to_string()),
                 }

@@ -15,7 +15,7 @@ mod tls_glue;
 pub mod upstream;
 pub mod watch;
 
-pub use proxy::{ApplyError, Proxy, StatSource};
+pub use proxy::{ApplyError, Proxy, StatSource, TlsOwner};
 
 /// The body type on both sides of the proxy: streaming, boxed once per message.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError>;

@@ -33,13 +33,39 @@ pub enum ApplyError {
         source: std::io::Error,
     },
     /// A TLS context could not be built (certificate files...).
-    #[error("{context}: {message}")]
+    #[error("{owner}: {message}")]
     Tls {
-        /// Which listener chain or cluster.
-        context: String,
+        /// The cluster or listener filter chain it belongs to.
+        owner: TlsOwner,
         /// What failed.
         message: String,
     },
+}
+
+/// What a TLS context belongs to (so that whoever applied the configuration can tell which
+/// resource failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsOwner {
+    /// A cluster's upstream TLS.
+    Cluster(String),
+    /// A listener filter chain's downstream TLS.
+    FilterChain {
+        /// The listener.
+        listener: String,
+        /// The filter chain.
+        chain: String,
+    },
+}
+
+impl std::fmt::Display for TlsOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsOwner::Cluster(name) => write!(f, "cluster {name:?}"),
+            TlsOwner::FilterChain { listener, chain } => {
+                write!(f, "listener {listener:?} filter chain {chain:?}")
+            }
+        }
+    }
 }
 
 struct ActiveListener {
@@ -159,7 +185,7 @@ impl Proxy {
                         Some(t) => {
                             let (h, w) =
                                 crate::tls_glue::client(t).map_err(|message| ApplyError::Tls {
-                                    context: format!("cluster {:?}", c.name),
+                                    owner: TlsOwner::Cluster(c.name.clone()),
                                     message,
                                 })?;
                             (Some(h), w)
@@ -273,7 +299,10 @@ impl Proxy {
                 None => (None, None),
                 Some(t) => {
                     let (h, w) = crate::tls_glue::server(t).map_err(|message| ApplyError::Tls {
-                        context: format!("listener {:?} filter chain {:?}", l.name, c.name),
+                        owner: TlsOwner::FilterChain {
+                            listener: l.name.clone(),
+                            chain: c.name.clone(),
+                        },
                         message,
                     })?;
                     (Some(h), w)

@@ -848,7 +848,7 @@ fn a_cluster_whose_tls_cannot_be_built_is_nacked() {
     let config = s.config().unwrap();
     assert_eq!(cluster_names(&config), ["xds-grpc", "x"]);
     let error = ApplyError::Tls {
-        context: "cluster \"x\"".to_owned(),
+        owner: TlsOwner::Cluster("x".to_owned()),
         message: "cannot read /certs/x.pem: No such file or directory".to_owned(),
     };
     assert!(s.apply_failed(&error, &mut out));
@@ -891,7 +891,7 @@ fn a_failure_not_pinned_on_a_resource_keeps_what_runs() {
     );
     s.config().unwrap();
     let error = ApplyError::Tls {
-        context: "something else".to_owned(),
+        owner: TlsOwner::Cluster("nowhere".to_owned()),
         message: "broken".to_owned(),
     };
     assert!(!s.apply_failed(&error, &mut out), "nothing to try again");
@@ -899,7 +899,7 @@ fn a_failure_not_pinned_on_a_resource_keeps_what_runs() {
     assert_eq!(nack.version_info, "l1");
     assert_eq!(
         nack.error_detail.as_ref().unwrap().message,
-        "something else: broken"
+        "cluster \"nowhere\": broken"
     );
     assert_eq!(listener_names(&s.config().unwrap()), ["a"]);
     assert_eq!(dump_listeners(&s), [("l1".to_owned(), "a".to_owned())]);
