@@ -200,9 +200,18 @@ impl Proxy {
                 }
             }
         }
+        // A listener that runs unchanged (the same `Arc`, as the xDS client passes it) or that
+        // differs only in its RDS route tables keeps its runtime: nothing of it is rebuilt, so
+        // a certificate file it no longer finds cannot fail an update that does not touch it
+        // (its running TLS context stays, as in Envoy).
         let mut new_listeners = Vec::new();
         for l in &config.listeners {
-            new_listeners.push((l.clone(), self.listener_runtime(l)?));
+            let runtime = if self.runs_as_is(l) {
+                None
+            } else {
+                Some(self.listener_runtime(l)?)
+            };
+            new_listeners.push((l.clone(), runtime));
         }
         // Bind new addresses before switching anything.
         let mut bound = HashMap::new();
@@ -233,21 +242,20 @@ impl Proxy {
         let mut active = self.listeners.lock();
         let names: Vec<String> = new_listeners.iter().map(|(l, _)| l.name.clone()).collect();
         for (l, runtime) in new_listeners {
+            let Some(runtime) = runtime else {
+                match active.get(&l.name).map(|a| a.current.load_full()) {
+                    // The very same listener configuration: its connections are left alone
+                    // rather than drained.
+                    Some(current) if Arc::ptr_eq(&current.config, &l) => {}
+                    // Same listener apart from its RDS route tables: swap the tables under
+                    // the running connections, as Envoy applies RDS updates.
+                    Some(current) => swap_routes(&current, &l),
+                    None => {}
+                }
+                continue;
+            };
             let runtime = Arc::new(runtime);
             if let Some(existing) = active.get(&l.name).filter(|a| a.address == l.address) {
-                // The very same listener configuration (callers such as the xDS client pass
-                // the previous `Arc` for a listener that did not change): its connections are
-                // left alone rather than drained.
-                let current = existing.current.load();
-                if Arc::ptr_eq(&current.config, &l) {
-                    continue;
-                }
-                // Same listener apart from its RDS route tables: swap the tables under the
-                // running connections, as Envoy applies RDS updates.
-                if l.revision.is_some() && current.config.revision == l.revision {
-                    swap_routes(&current, &l);
-                    continue;
-                }
                 let old = existing.current.swap(runtime);
                 let _ = old.drain.send(true);
                 continue;
@@ -291,6 +299,21 @@ impl Proxy {
         drop(active);
         self.config.store(Arc::new(Some(config)));
         Ok(())
+    }
+
+    /// The running listener `l` can stay as it is: same name and address, and either the very
+    /// same configuration (callers such as the xDS client pass the previous `Arc` for a listener
+    /// that did not change) or the same one apart from its RDS route tables.
+    fn runs_as_is(&self, l: &Arc<Listener>) -> bool {
+        let active = self.listeners.lock();
+        active
+            .get(&l.name)
+            .filter(|a| a.address == l.address)
+            .is_some_and(|a| {
+                let current = a.current.load();
+                Arc::ptr_eq(&current.config, l)
+                    || (l.revision.is_some() && current.config.revision == l.revision)
+            })
     }
 
     fn listener_runtime(&self, l: &Arc<Listener>) -> Result<ListenerRuntime, ApplyError> {

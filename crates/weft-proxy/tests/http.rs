@@ -853,6 +853,75 @@ async fn an_upgrade_the_upstream_does_not_answer_gets_408_stream_timeout() {
     assert!(err.to_string().contains("answered 408"), "{err}");
 }
 
+/// As in Envoy, a listener an update leaves unchanged keeps its running TLS context: that its
+/// certificate files have gone does not fail an update that does not touch it (the xDS client
+/// passes an unchanged listener as the same `Arc`).
+#[tokio::test]
+async fn an_update_leaving_a_tls_listener_alone_does_not_rebuild_its_tls() {
+    use weft_proxy_config::model::{CertificateSource, DataSource, DownstreamTls, TlsVersion};
+    let upstream = HttpServer::start("a").await;
+    let pki = weft_test_support::TestPki::new();
+    let cert = pki.server_cert(&["localhost"]);
+    let dir = weft_test_support::TempDir::new("tls-listener");
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_path, &cert.cert_pem).unwrap();
+    std::fs::write(&key_path, &cert.key_pem).unwrap();
+    let plain = http_listener(
+        "ingress",
+        hcm(routes(vec![prefix_to(
+            "/",
+            RouteAction::cluster("backend"),
+        )])),
+    );
+    let mut tls = (*http_listener(
+        "tls",
+        hcm(routes(vec![prefix_to(
+            "/",
+            RouteAction::cluster("backend"),
+        )])),
+    ))
+    .clone();
+    let mut chain = (*tls.filter_chains[0]).clone();
+    chain.tls = Some(Arc::new(DownstreamTls {
+        certificates: vec![CertificateSource {
+            chain: DataSource::File(cert_path.clone()),
+            key: DataSource::File(key_path.clone()),
+        }],
+        validation: None,
+        require_client_certificate: false,
+        alpn_protocols: vec![],
+        min_version: TlsVersion::Auto,
+        max_version: TlsVersion::Auto,
+    }));
+    tls.filter_chains = vec![Arc::new(chain)];
+    let tls = Arc::new(tls);
+    let backend = || vec![cluster("backend", &[upstream.addr()])];
+    let (proxy, _) = start(config(vec![plain.clone(), tls.clone()], backend())).await;
+    std::fs::remove_file(&cert_path).unwrap();
+    std::fs::remove_file(&key_path).unwrap();
+
+    // Another listener changes; the TLS listener is the same `Arc`.
+    let changed = http_listener(
+        "ingress",
+        hcm(routes(vec![prefix_to(
+            "/",
+            RouteAction::cluster("backend"),
+        )])),
+    );
+    proxy
+        .apply(config(vec![changed, tls.clone()], backend()))
+        .await
+        .expect("the TLS listener is left as it runs");
+    // A TLS listener whose configuration changes is rebuilt, and then its files are missed.
+    let mut rebuilt = (*tls).clone();
+    rebuilt.stat_prefix = "tls2".into();
+    let err = proxy
+        .apply(config(vec![plain, Arc::new(rebuilt)], backend()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("listener \"tls\""), "{err}");
+}
+
 /// Reads one HTTP/1.1 response with a `content-length` from `sock`: its head.
 async fn read_response(sock: &mut tokio::net::TcpStream) -> String {
     use tokio::io::AsyncReadExt;
