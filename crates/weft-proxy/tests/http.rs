@@ -546,11 +546,20 @@ async fn a_ttl_cookie_is_generated_and_then_sticks() {
 fn websocket_config(
     clusters: Vec<weft_proxy_config::model::Cluster>,
 ) -> weft_proxy_config::model::ProxyConfig {
+    websocket_config_with(clusters, |_| {})
+}
+
+/// [`websocket_config`] with `tweak` applied to the connection manager.
+fn websocket_config_with(
+    clusters: Vec<weft_proxy_config::model::Cluster>,
+    tweak: impl FnOnce(&mut weft_proxy_config::model::HttpConnectionManager),
+) -> weft_proxy_config::model::ProxyConfig {
     let mut manager = hcm(routes(vec![prefix_to(
         "/",
         RouteAction::cluster("backend"),
     )]));
     manager.upgrades = vec!["websocket".into()];
+    tweak(&mut manager);
     config(vec![http_listener("ingress", manager)], clusters)
 }
 
@@ -732,16 +741,9 @@ fn stream_stats(proxy: &Proxy) -> Arc<weft_proxy::http::HttpStats> {
 #[tokio::test]
 async fn a_silent_tunnel_is_closed_both_ways_by_the_stream_idle_timeout() {
     let mut upstream = EchoTunnelUpstream::start().await;
-    let mut manager = hcm(routes(vec![prefix_to(
-        "/",
-        RouteAction::cluster("backend"),
-    )]));
-    manager.upgrades = vec!["websocket".into()];
-    manager.stream_idle_timeout = Some(Duration::from_millis(300));
-    let cfg = config(
-        vec![http_listener("ingress", manager)],
-        vec![cluster("backend", &[upstream.addr])],
-    );
+    let cfg = websocket_config_with(vec![cluster("backend", &[upstream.addr])], |m| {
+        m.stream_idle_timeout = Some(Duration::from_millis(300));
+    });
     let (proxy, addr) = start(cfg).await;
     let mut tunnel = open_tunnel(addr, "/chat").await;
     // Traffic for twice the timeout, never quiet for as long as it.
@@ -791,16 +793,9 @@ async fn the_route_idle_timeout_closes_a_silent_tunnel() {
 #[tokio::test]
 async fn max_stream_duration_ends_a_busy_tunnel() {
     let mut upstream = EchoTunnelUpstream::start().await;
-    let mut manager = hcm(routes(vec![prefix_to(
-        "/",
-        RouteAction::cluster("backend"),
-    )]));
-    manager.upgrades = vec!["websocket".into()];
-    manager.max_stream_duration = Some(Duration::from_millis(500));
-    let cfg = config(
-        vec![http_listener("ingress", manager)],
-        vec![cluster("backend", &[upstream.addr])],
-    );
+    let cfg = websocket_config_with(vec![cluster("backend", &[upstream.addr])], |m| {
+        m.max_stream_duration = Some(Duration::from_millis(500));
+    });
     let (proxy, addr) = start(cfg).await;
     let started = std::time::Instant::now();
     let mut tunnel = open_tunnel(addr, "/chat").await;
@@ -835,16 +830,9 @@ async fn max_stream_duration_ends_a_busy_tunnel() {
 #[tokio::test]
 async fn an_upgrade_the_upstream_does_not_answer_gets_408_stream_timeout() {
     let upstream = HttpServer::start("ws").await;
-    let mut manager = hcm(routes(vec![prefix_to(
-        "/",
-        RouteAction::cluster("backend"),
-    )]));
-    manager.upgrades = vec!["websocket".into()];
-    manager.stream_idle_timeout = Some(Duration::from_millis(200));
-    let cfg = config(
-        vec![http_listener("ingress", manager)],
-        vec![cluster("backend", &[upstream.addr()])],
-    );
+    let cfg = websocket_config_with(vec![cluster("backend", &[upstream.addr()])], |m| {
+        m.stream_idle_timeout = Some(Duration::from_millis(200));
+    });
     let (_proxy, addr) = start(cfg).await;
     let err =
         WebSocketClient::connect_with(addr, None, "x", "/chat", &[("x-test-delay-ms", "1000")])
@@ -978,16 +966,9 @@ async fn a_refused_upgrade_with_a_stalled_body_meets_the_stream_idle_timeout() {
         let mut rest = Vec::new();
         let _ = sock.read_to_end(&mut rest).await;
     });
-    let mut manager = hcm(routes(vec![prefix_to(
-        "/",
-        RouteAction::cluster("backend"),
-    )]));
-    manager.upgrades = vec!["websocket".into()];
-    manager.stream_idle_timeout = Some(Duration::from_millis(200));
-    let cfg = config(
-        vec![http_listener("ingress", manager)],
-        vec![cluster("backend", &[upstream_addr])],
-    );
+    let cfg = websocket_config_with(vec![cluster("backend", &[upstream_addr])], |m| {
+        m.stream_idle_timeout = Some(Duration::from_millis(200));
+    });
     let (_proxy, addr) = start(cfg).await;
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     sock.write_all(

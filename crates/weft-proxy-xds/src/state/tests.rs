@@ -648,6 +648,20 @@ fn running_a(proxy: &mut FakeProxy) -> (XdsState, Instant, ProxyConfig) {
     (s, now, config)
 }
 
+/// An LDS response with listener `a` as [`running_a`] runs it and listener `b` on `b_addr`
+/// (both on route `80`).
+fn lds_a_and_b(version: &str, nonce: &str, b_addr: &str) -> DiscoveryResponse {
+    response(
+        LDS,
+        version,
+        nonce,
+        vec![
+            any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
+            any(&http_listener("b", addr(b_addr), "80")),
+        ],
+    )
+}
+
 #[test]
 fn a_listener_that_cannot_be_bound_is_nacked_and_the_rest_of_the_response_runs() {
     let mut proxy = FakeProxy::refusing(&["127.0.0.1:1002"]);
@@ -877,18 +891,7 @@ fn a_cluster_whose_tls_cannot_be_built_is_nacked() {
 fn a_failure_not_pinned_on_a_resource_keeps_what_runs() {
     let mut proxy = FakeProxy::default();
     let (mut s, now, _) = running_a(&mut proxy);
-    let mut out = s.on_response(
-        response(
-            LDS,
-            "l2",
-            "n4",
-            vec![
-                any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
-                any(&http_listener("b", addr("127.0.0.1:1002"), "80")),
-            ],
-        ),
-        now,
-    );
+    let mut out = s.on_response(lds_a_and_b("l2", "n4", "127.0.0.1:1002"), now);
     s.config().unwrap();
     let error = ApplyError::Tls {
         owner: TlsOwner::Cluster("nowhere".to_owned()),
@@ -904,18 +907,7 @@ fn a_failure_not_pinned_on_a_resource_keeps_what_runs() {
     assert_eq!(listener_names(&s.config().unwrap()), ["a"]);
     assert_eq!(dump_listeners(&s), [("l1".to_owned(), "a".to_owned())]);
     // The same response again is tried again.
-    let out = s.on_response(
-        response(
-            LDS,
-            "l2",
-            "n5",
-            vec![
-                any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
-                any(&http_listener("b", addr("127.0.0.1:1002"), "80")),
-            ],
-        ),
-        now,
-    );
+    let out = s.on_response(lds_a_and_b("l2", "n5", "127.0.0.1:1002"), now);
     assert!(out.apply);
     assert_eq!(listener_names(&s.config().unwrap()), ["a", "b"]);
 }
@@ -961,18 +953,7 @@ fn an_apply_failure_adds_to_what_the_checks_rejected() {
 fn a_conversion_failure_pinned_on_a_listener_rolls_it_back() {
     let mut proxy = FakeProxy::default();
     let (mut s, now, _) = running_a(&mut proxy);
-    let mut out = s.on_response(
-        response(
-            LDS,
-            "l2",
-            "n4",
-            vec![
-                any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
-                any(&http_listener("b", addr("127.0.0.1:1002"), "80")),
-            ],
-        ),
-        now,
-    );
+    let mut out = s.on_response(lds_a_and_b("l2", "n4", "127.0.0.1:1002"), now);
     let error = XdsError {
         resource: Some(weft_proxy_config::xds::ResourceId {
             kind: ResourceType::Listener,
@@ -1001,18 +982,7 @@ fn a_conversion_failure_pinned_on_a_listener_rolls_it_back() {
 fn a_bind_failure_is_worded_as_envoy_words_it() {
     let mut proxy = FakeProxy::default();
     let (mut s, now, _) = running_a(&mut proxy);
-    let mut out = s.on_response(
-        response(
-            LDS,
-            "l2",
-            "n4",
-            vec![
-                any(&http_listener("a", addr("127.0.0.1:1001"), "80")),
-                any(&http_listener("b", addr("[::1]:1002"), "80")),
-            ],
-        ),
-        now,
-    );
+    let mut out = s.on_response(lds_a_and_b("l2", "n4", "[::1]:1002"), now);
     s.config().unwrap();
     let error = ApplyError::Bind {
         name: "b".to_owned(),
