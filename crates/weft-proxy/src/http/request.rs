@@ -776,28 +776,35 @@ fn sanitize_request_headers(
     let force = edge && !hcm.preserve_external_request_id;
     if hcm.generate_request_id
         && (force || !headers.contains_key("x-request-id"))
-        && let Ok(v) = HeaderValue::from_str(&uuid_v4())
+        && let Ok(v) = HeaderValue::from_bytes(&uuid_v4())
     {
         headers.insert("x-request-id", v);
     }
     remote
 }
 
-/// A random (version 4) UUID.
-pub fn uuid_v4() -> String {
+/// A random (version 4) UUID, as its 36 lowercase characters.
+pub fn uuid_v4() -> [u8; 36] {
     let mut rng = ThreadRng;
-    let a = rng.next_random();
-    let b = rng.next_random();
-    let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
-    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xffff,
-        b >> 48,
-        b & 0xffff_ffff_ffff
-    )
+    let a = (rng.next_random() & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+    let b = (rng.next_random() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format_uuid((u128::from(a) << 64) | u128::from(b))
+}
+
+/// `value` in the UUID text form (`8-4-4-4-12` lowercase hex digits).
+fn format_uuid(value: u128) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Formatted by hand into a buffer (every request on an edge gets one): no `format!`.
+    let mut out = [b'-'; 36];
+    let mut nibble = 32;
+    for (i, byte) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        nibble -= 1;
+        *byte = HEX[usize::from(((value >> (nibble * 4)) & 0xf) as u8)];
+    }
+    out
 }
 
 /// Headers every response gets: `server`, and hop-by-hop removal.
@@ -872,11 +879,20 @@ mod tests {
 
     #[test]
     fn uuids_look_like_v4() {
-        let u = uuid_v4();
+        let u = String::from_utf8(uuid_v4().to_vec()).unwrap();
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
         assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
+        for (i, c) in u.chars().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                assert_eq!(c, '-', "{u}");
+            } else {
+                assert!(c.is_ascii_hexdigit() && !c.is_ascii_uppercase(), "{u}");
+            }
+        }
         assert_ne!(uuid_v4(), uuid_v4());
+        let value = 0x0123_4567_89ab_4def_8edc_ba98_7654_3210_u128;
+        assert_eq!(&format_uuid(value), b"01234567-89ab-4def-8edc-ba9876543210");
     }
 
     #[test]
