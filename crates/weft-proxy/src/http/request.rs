@@ -726,7 +726,14 @@ fn sanitize_request_headers(
     tls: bool,
 ) -> SocketAddr {
     let scheme = HeaderValue::from_static(if tls { "https" } else { "http" });
-    headers.remove("x-envoy-internal");
+    // One pass over the request's names saves hashing the ~20 names below when, as usual,
+    // none is an `x-envoy-` header.
+    let envoy_headers = headers
+        .keys()
+        .any(|name| name.as_str().starts_with("x-envoy-"));
+    if envoy_headers {
+        headers.remove("x-envoy-internal");
+    }
     // Envoy keeps one x-forwarded-for, its values joined, before reading or appending to it.
     join_values(headers, "x-forwarded-for", ",");
     let hops = hcm.xff_num_trusted_hops;
@@ -767,8 +774,10 @@ fn sanitize_request_headers(
     } else {
         &[]
     };
-    for name in INTERNAL_HEADERS.iter().chain(edge_only) {
-        headers.remove(*name);
+    if envoy_headers {
+        for name in INTERNAL_HEADERS.iter().chain(edge_only) {
+            headers.remove(*name);
+        }
     }
     if edge && let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
         headers.insert("x-envoy-external-address", v);
