@@ -398,6 +398,15 @@ async fn handle_inner(
                 target.max_stream_duration.as_ref(),
                 &mut parts.headers,
             );
+            if activity
+                .max_duration_deadline()
+                .is_some_and(|d| d <= tokio::time::Instant::now())
+            {
+                // Already used up (an offset as large as the `grpc-timeout`): Envoy ends the
+                // stream before the router starts, so nothing may go upstream. The connection
+                // manager's max-duration wait around this future answers.
+                std::future::pending::<()>().await;
+            }
             if let Some(original) = original_path {
                 parts.headers.insert("x-envoy-original-path", original);
             }
