@@ -6,14 +6,11 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::*;
 use weft_proxy::Proxy;
-use weft_proxy::upstream::ClusterRuntime;
 use weft_proxy_config::model::*;
-use weft_proxy_route::RouteAction;
 use weft_test_support::{HttpServer, http1_get};
 
 fn eds(endpoints: &[SocketAddr]) -> Cluster {
@@ -38,23 +35,6 @@ fn with_checks(mut c: Cluster) -> Cluster {
     c
 }
 
-fn proxy_config(backend: Cluster) -> ProxyConfig {
-    config(
-        vec![http_listener(
-            "ingress",
-            hcm(routes(vec![prefix_to(
-                "/",
-                RouteAction::cluster("backend"),
-            )])),
-        )],
-        vec![backend],
-    )
-}
-
-fn backend(proxy: &Proxy) -> Arc<ClusterRuntime> {
-    proxy.state().cluster("backend").expect("cluster exists")
-}
-
 fn addresses(proxy: &Proxy) -> Vec<SocketAddr> {
     backend(proxy)
         .host_set()
@@ -62,25 +42,6 @@ fn addresses(proxy: &Proxy) -> Vec<SocketAddr> {
         .iter()
         .map(|h| h.address)
         .collect()
-}
-
-fn healthy_hosts(proxy: &Proxy) -> i64 {
-    backend(proxy)
-        .shared
-        .stats
-        .membership_healthy
-        .load(Ordering::Relaxed)
-}
-
-/// Waits (up to 2s) until `n` hosts are healthy.
-async fn wait_healthy(proxy: &Proxy, n: i64) {
-    for _ in 0..200 {
-        if healthy_hosts(proxy) == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{} healthy hosts, not {n}", healthy_hosts(proxy));
 }
 
 async fn served_by(addr: SocketAddr) -> String {
@@ -94,12 +55,21 @@ async fn an_update_back_to_earlier_endpoints_applies() {
     let a: SocketAddr = "127.0.0.1:1001".parse().unwrap();
     let b: SocketAddr = "127.0.0.1:1002".parse().unwrap();
     let proxy = Proxy::new();
-    proxy.apply(proxy_config(eds(&[a]))).await.unwrap();
+    proxy
+        .apply(single_route_config(vec![eds(&[a])]))
+        .await
+        .unwrap();
     let first = backend(&proxy);
-    proxy.apply(proxy_config(eds(&[b]))).await.unwrap();
+    proxy
+        .apply(single_route_config(vec![eds(&[b])]))
+        .await
+        .unwrap();
     assert_eq!(addresses(&proxy), [b]);
     // Back to the first assignment: it is no longer the one in force, so it applies.
-    proxy.apply(proxy_config(eds(&[a]))).await.unwrap();
+    proxy
+        .apply(single_route_config(vec![eds(&[a])]))
+        .await
+        .unwrap();
     assert_eq!(addresses(&proxy), [a]);
     assert!(
         Arc::ptr_eq(&first, &backend(&proxy)),
@@ -114,7 +84,7 @@ async fn hosts_an_update_adds_take_traffic_only_once_they_pass_their_first_check
     let c = HttpServer::start("c").await;
     let proxy = Proxy::new();
     proxy
-        .apply(proxy_config(with_checks(eds(&[a.addr()]))))
+        .apply(single_route_config(vec![with_checks(eds(&[a.addr()]))]))
         .await
         .unwrap();
     let addr = proxy.listener_address("ingress").expect("bound");
@@ -123,7 +93,10 @@ async fn hosts_an_update_adds_take_traffic_only_once_they_pass_their_first_check
     // b fails its checks: it never takes traffic.
     b.fail_next(u32::MAX, 503);
     proxy
-        .apply(proxy_config(with_checks(eds(&[a.addr(), b.addr()]))))
+        .apply(single_route_config(vec![with_checks(eds(&[
+            a.addr(),
+            b.addr(),
+        ]))]))
         .await
         .unwrap();
     for _ in 0..10 {
@@ -135,11 +108,11 @@ async fn hosts_an_update_adds_take_traffic_only_once_they_pass_their_first_check
 
     // c passes: it joins.
     proxy
-        .apply(proxy_config(with_checks(eds(&[
+        .apply(single_route_config(vec![with_checks(eds(&[
             a.addr(),
             b.addr(),
             c.addr(),
-        ]))))
+        ]))]))
         .await
         .unwrap();
     wait_healthy(&proxy, 2).await;
@@ -160,7 +133,7 @@ async fn a_new_health_check_port_moves_the_checks_there() {
     let checked_at = |port: u16| {
         let mut c = with_checks(eds(&[a.addr()]));
         c.localities[0].endpoints[0].health_check_port = Some(port);
-        proxy_config(c)
+        single_route_config(vec![c])
     };
     let proxy = Proxy::new();
     proxy

@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use support::*;
 use weft_proxy::Proxy;
-use weft_proxy::upstream::ClusterRuntime;
 use weft_proxy_config::model::*;
-use weft_proxy_route::RouteAction;
 use weft_test_support::{HttpServer, TcpServer, free_addr, http1_get};
 
 fn http_check(path: &str) -> HealthCheck {
@@ -46,43 +44,11 @@ fn tcp_check(send: &[u8], receive: &[&[u8]]) -> HealthCheck {
 async fn start(endpoints: &[SocketAddr], check: HealthCheck) -> (Arc<Proxy>, SocketAddr) {
     let mut backend = cluster("backend", endpoints);
     backend.health_checks = vec![check];
-    let cfg = config(
-        vec![http_listener(
-            "ingress",
-            hcm(routes(vec![prefix_to(
-                "/",
-                RouteAction::cluster("backend"),
-            )])),
-        )],
-        vec![backend],
-    );
+    let cfg = single_route_config(vec![backend]);
     let proxy = Proxy::new();
     proxy.apply(cfg).await.expect("config applies");
     let addr = proxy.listener_address("ingress").expect("bound");
     (proxy, addr)
-}
-
-fn backend(proxy: &Proxy) -> Arc<ClusterRuntime> {
-    proxy.state().cluster("backend").expect("cluster exists")
-}
-
-fn healthy_hosts(proxy: &Proxy) -> i64 {
-    backend(proxy)
-        .shared
-        .stats
-        .membership_healthy
-        .load(Ordering::Relaxed)
-}
-
-/// Waits (up to 2s) until `n` hosts are healthy.
-async fn wait_healthy(proxy: &Proxy, n: i64) {
-    for _ in 0..200 {
-        if healthy_hosts(proxy) == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(healthy_hosts(proxy), n, "healthy hosts after 2s");
 }
 
 async fn served_by(addr: SocketAddr) -> String {

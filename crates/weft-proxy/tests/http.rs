@@ -11,22 +11,6 @@ use weft_proxy::Proxy;
 use weft_proxy_route::{RetryPolicyConfig, RouteAction};
 use weft_test_support::{HttpServer, WebSocketClient, WsMessage, http1_get, http2_get};
 
-/// One listener, `ingress`, routing everything to the cluster `backend`.
-fn single_route_config(
-    clusters: Vec<weft_proxy_config::model::Cluster>,
-) -> weft_proxy_config::model::ProxyConfig {
-    config(
-        vec![http_listener(
-            "ingress",
-            hcm(routes(vec![prefix_to(
-                "/",
-                RouteAction::cluster("backend"),
-            )])),
-        )],
-        clusters,
-    )
-}
-
 async fn start(
     cfg: weft_proxy_config::model::ProxyConfig,
 ) -> (std::sync::Arc<Proxy>, std::net::SocketAddr) {

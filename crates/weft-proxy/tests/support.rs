@@ -129,3 +129,42 @@ pub(crate) fn config(listeners: Vec<Arc<Listener>>, clusters: Vec<Cluster>) -> P
         clusters: clusters.into_iter().map(Arc::new).collect(),
     }
 }
+
+/// One listener, `ingress`, routing everything to the cluster `backend`.
+pub(crate) fn single_route_config(clusters: Vec<Cluster>) -> ProxyConfig {
+    config(
+        vec![http_listener(
+            "ingress",
+            hcm(routes(vec![prefix_to(
+                "/",
+                weft_proxy_route::RouteAction::cluster("backend"),
+            )])),
+        )],
+        clusters,
+    )
+}
+
+/// The running cluster `backend`.
+pub(crate) fn backend(proxy: &weft_proxy::Proxy) -> Arc<weft_proxy::upstream::ClusterRuntime> {
+    proxy.state().cluster("backend").expect("cluster exists")
+}
+
+/// How many of `backend`'s hosts are healthy.
+pub(crate) fn healthy_hosts(proxy: &weft_proxy::Proxy) -> i64 {
+    backend(proxy)
+        .shared
+        .stats
+        .membership_healthy
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Waits (up to 2s) until `n` of `backend`'s hosts are healthy.
+pub(crate) async fn wait_healthy(proxy: &weft_proxy::Proxy, n: i64) {
+    for _ in 0..200 {
+        if healthy_hosts(proxy) == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(healthy_hosts(proxy), n, "healthy hosts after 2s");
+}
