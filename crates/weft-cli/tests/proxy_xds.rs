@@ -102,6 +102,12 @@ async fn configure(s: &Setup, upstream: SocketAddr) {
         .mock
         .respond(EDS, "e1", vec![any(&assignment("a", &[upstream]))]);
     s.mock.wait_for_reply(EDS, &n).await;
+    serve_listener(s).await;
+}
+
+/// Sends listener `in` (on `s.listen`) and its route `80` to `CLUSTER`, and waits until a
+/// request through it is answered.
+async fn serve_listener(s: &Setup) {
     let n = s
         .mock
         .respond(LDS, "l1", vec![any(&http_listener("in", s.listen, "80"))]);
@@ -368,13 +374,7 @@ async fn the_traffic_split_follows_the_locality_weights_of_each_endpoint_update(
         vec![any(&weighted_assignment(u1.addr(), u2.addr(), (1, 3)))],
     );
     s.mock.wait_for_reply(EDS, &n).await;
-    let n = s
-        .mock
-        .respond(LDS, "l1", vec![any(&http_listener("in", s.listen, "80"))]);
-    s.mock.wait_for_reply(LDS, &n).await;
-    let n = s.mock.respond(RDS, "r1", vec![any(&route("80", CLUSTER))]);
-    s.mock.wait_for_reply(RDS, &n).await;
-    wait_served_by(s.listen, None).await;
+    serve_listener(&s).await;
     let share = share_served_by(s.listen, "u1", 400).await;
     assert!((share - 0.25).abs() < 0.1, "u1 served {share}, not 1/4");
 
