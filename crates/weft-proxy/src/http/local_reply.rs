@@ -69,8 +69,10 @@ pub fn upstream_failure_after(err: &UpstreamError, attempts: u32) -> Response<Bo
     let (status, body) = err.local_reply_after(attempts);
     let mut resp = reply(status, body);
     if err.flag() == ResponseFlag::UpstreamOverflow {
-        resp.headers_mut()
-            .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+        resp.headers_mut().insert(
+            super::names::X_ENVOY_OVERLOADED,
+            HeaderValue::from_static("true"),
+        );
     }
     resp
 }
@@ -112,7 +114,7 @@ pub fn to_grpc(resp: &mut Response<Body>, head: bool) {
         && !head
         && let Ok(v) = HeaderValue::from_str(&grpc_percent_encode(text))
     {
-        h.insert("grpc-message", v);
+        h.insert(super::names::GRPC_MESSAGE, v);
     }
 }
 

@@ -5,6 +5,7 @@ pub mod duration;
 pub mod filters;
 pub mod idle;
 pub mod local_reply;
+pub mod names;
 pub mod path;
 pub mod request;
 pub mod router;

@@ -2,11 +2,13 @@
 //! `x-request-id`, `x-envoy-*`), path normalization, routing, HTTP filters, and the response
 //! headers Envoy adds.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -104,7 +106,7 @@ impl AutoHostRewrite {
         if self.append_x_forwarded_host
             && let Some(original) = headers.get(header::HOST).cloned()
         {
-            headers.append("x-forwarded-host", original);
+            headers.append(super::names::X_FORWARDED_HOST, original);
         }
         headers.insert(header::HOST, new);
     }
@@ -221,7 +223,7 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
     };
     // `always_set_request_id_in_response`: the request's id, on local replies too.
     if let Some(id) = request_id {
-        resp.headers_mut().insert("x-request-id", id);
+        resp.headers_mut().insert(super::names::X_REQUEST_ID, id);
     }
     if grpc {
         // Every local reply (no route, direct response, redirect, upstream failure, filter
@@ -265,18 +267,22 @@ async fn handle_inner(
             hcm.strip_any_host_port,
         );
     }
-    if let Ok(v) = HeaderValue::from_str(&authority) {
+    // The host header becomes the authority (HTTP/2's `:authority`, a stripped port); one
+    // already equal to it is kept rather than copied again.
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host_is_authority = hosts
+        .next()
+        .is_some_and(|h| h.as_bytes() == authority.as_bytes())
+        && hosts.next().is_none();
+    if !host_is_authority && let Ok(v) = HeaderValue::from_str(&authority) {
         parts.headers.insert(header::HOST, v);
     }
 
-    // Path normalization.
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+    // Path normalization, on a clone of the URI's path-and-query (it shares the URI's bytes):
+    // a path left as it is costs no copy.
+    let original_pq = parts.uri.path_and_query().cloned();
     let pq = match normalize(
-        &pq,
+        original_pq.as_ref().map_or("/", PathAndQuery::as_str),
         hcm.normalize_path,
         hcm.merge_slashes,
         hcm.escaped_slashes,
@@ -291,7 +297,12 @@ async fn handle_inner(
             return r;
         }
     };
-    if let Ok(uri) = pq.parse() {
+    // From here on the request's URI is origin-form: the normalized path-and-query.
+    if (matches!(pq, Cow::Owned(_))
+        || parts.uri.scheme().is_some()
+        || parts.uri.authority().is_some())
+        && let Ok(uri) = pq.parse()
+    {
         parts.uri = uri;
     }
 
@@ -386,7 +397,7 @@ async fn handle_inner(
                 if target.append_x_forwarded_host
                     && let Ok(orig) = HeaderValue::from_str(&authority)
                 {
-                    parts.headers.append("x-forwarded-host", orig);
+                    parts.headers.append(super::names::X_FORWARDED_HOST, orig);
                 }
                 parts.headers.insert(header::HOST, h);
             }
@@ -408,7 +419,9 @@ async fn handle_inner(
                 std::future::pending::<()>().await;
             }
             if let Some(original) = original_path {
-                parts.headers.insert("x-envoy-original-path", original);
+                parts
+                    .headers
+                    .insert(super::names::X_ENVOY_ORIGINAL_PATH, original);
             }
             let weighted = match &target.cluster {
                 weft_proxy_route::ClusterTarget::Weighted(w) => {
@@ -763,18 +776,18 @@ fn sanitize_request_headers(
                 _ => ip.to_string(),
             };
             if let Ok(v) = HeaderValue::from_str(&xff) {
-                headers.insert("x-forwarded-for", v);
+                headers.insert(super::names::X_FORWARDED_FOR, v);
             }
         }
         // An untrusted previous hop's x-forwarded-proto is overwritten.
         if hops == 0 || !headers.contains_key("x-forwarded-proto") {
-            headers.insert("x-forwarded-proto", scheme.clone());
+            headers.insert(super::names::X_FORWARDED_PROTO, scheme.clone());
         }
     } else {
         remote = xff_address(headers, hops).map(|(ip, _)| SocketAddr::new(ip, 0));
     }
     if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", scheme);
+        headers.insert(super::names::X_FORWARDED_PROTO, scheme);
     }
     let remote = remote.unwrap_or(peer);
     let edge = hcm.use_remote_address;
@@ -789,14 +802,14 @@ fn sanitize_request_headers(
         }
     }
     if edge && let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
-        headers.insert("x-envoy-external-address", v);
+        headers.insert(super::names::X_ENVOY_EXTERNAL_ADDRESS, v);
     }
     let force = edge && !hcm.preserve_external_request_id;
     if hcm.generate_request_id
         && (force || !headers.contains_key("x-request-id"))
         && let Ok(v) = HeaderValue::from_bytes(&uuid_v4())
     {
-        headers.insert("x-request-id", v);
+        headers.insert(super::names::X_REQUEST_ID, v);
     }
     remote
 }

@@ -184,7 +184,7 @@ pub async fn forward(
     };
     if !ds.conn.router.suppress_envoy_headers && outcome.upstream_responded {
         resp.headers_mut().insert(
-            "x-envoy-upstream-service-time",
+            super::names::X_ENVOY_UPSTREAM_SERVICE_TIME,
             HeaderValue::from(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
         );
     }
@@ -257,7 +257,7 @@ async fn upgrade(
         && !ds.conn.router.suppress_envoy_headers
     {
         parts.headers.insert(
-            "x-envoy-expected-rq-timeout-ms",
+            super::names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS,
             HeaderValue::from(u64::try_from(expected.as_millis()).unwrap_or(u64::MAX)),
         );
     }
@@ -614,7 +614,7 @@ fn shadow_headers(headers: &HeaderMap, expected: Option<Duration>) -> HeaderMap 
     }
     if let Some(expected) = expected {
         headers.insert(
-            "x-envoy-expected-rq-timeout-ms",
+            super::names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS,
             HeaderValue::from(u64::try_from(expected.as_millis()).unwrap_or(u64::MAX)),
         );
     }
@@ -725,7 +725,10 @@ async fn attempts(
             };
             return local_reply::upstream_failure_after(&e, attempt);
         };
-        let mut req = Request::from_parts(clone_parts(parts), body);
+        // The last attempt the policy allows takes the headers; earlier ones copy them so a
+        // retry starts from the same request.
+        let last_attempt = attempt > max_retries;
+        let mut req = Request::from_parts(request_parts(parts, last_attempt), body);
         if let Some(auto) = ds.auto_host_rewrite {
             auto.apply(req.headers_mut(), &host.hostname());
         }
@@ -741,13 +744,15 @@ async fn attempts(
             && !ds.conn.router.suppress_envoy_headers
         {
             req.headers_mut().insert(
-                "x-envoy-expected-rq-timeout-ms",
+                super::names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS,
                 HeaderValue::from(u64::try_from(expected.as_millis()).unwrap_or(u64::MAX)),
             );
         }
         if attempt > 1 && policy.is_some() && ds.vhost_attempt_count {
-            req.headers_mut()
-                .insert("x-envoy-attempt-count", HeaderValue::from(attempt));
+            req.headers_mut().insert(
+                super::names::X_ENVOY_ATTEMPT_COUNT,
+                HeaderValue::from(attempt),
+            );
         }
         // The pool applies the circuit breakers: `max_pending_requests` while waiting for a
         // connection, `max_requests` once one is ready (counting `upstream_rq_total`).
@@ -925,12 +930,18 @@ fn reset_reason(e: &UpstreamError) -> ResetReason {
     }
 }
 
-fn clone_parts(parts: &http::request::Parts) -> http::request::Parts {
+/// The head of one attempt's request: the headers copied, or taken when no attempt follows
+/// (`parts` then keeps none).
+fn request_parts(parts: &mut http::request::Parts, take_headers: bool) -> http::request::Parts {
     let mut req = Request::new(());
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = parts.uri.clone();
     *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
+    *req.headers_mut() = if take_headers {
+        std::mem::take(&mut parts.headers)
+    } else {
+        parts.headers.clone()
+    };
     req.into_parts().0
 }
 
