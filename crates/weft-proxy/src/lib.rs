@@ -1,6 +1,7 @@
 //! The weft proxy: Envoy-compatible listeners, HTTP routing, load balancing and resilience.
 
 pub mod admin;
+pub mod coalesce;
 pub mod error;
 pub mod fuzzing;
 pub mod http;

@@ -23,6 +23,7 @@ use weft_proxy_config::model::CodecType;
 
 pub use request::ConnContext;
 
+use crate::coalesce::{self, FlushAfterPoll};
 use crate::upstream::stats::inc;
 
 crate::upstream::stats::define_stats!(HttpStats {
@@ -112,7 +113,10 @@ where
     // (HTTP/1.1), and the runtime moves it again; each move copies the whole future (several
     // KB, see docs/proxy.md), a box is moved as one pointer.
     let service = service_fn(move |req| Box::pin(request::handle(req, service_cx.clone())));
+    // HTTP/2 writes what one poll of the connection produced at once (see `coalesce`).
+    let (io, driver) = coalesce::wrap(io, coalesce::Mode::Sniff);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let conn = FlushAfterPoll::new(conn, driver);
     tokio::pin!(conn);
     let idle = hcm.idle_timeout;
     let result = loop {
@@ -130,7 +134,7 @@ where
                     tokio::select! {
                         r = conn.as_mut() => break r,
                         () = &mut grace => {
-                            conn.as_mut().graceful_shutdown();
+                            conn.as_mut().future().graceful_shutdown();
                             break conn.as_mut().await;
                         }
                     }
@@ -139,7 +143,7 @@ where
             () = sleep_or_forever(idle) => {
                 // The idle timer restarts only while requests are active.
                 if stats.downstream_rq_active.load(Ordering::Relaxed) == 0 {
-                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().future().graceful_shutdown();
                     break conn.as_mut().await;
                 }
             }

@@ -38,13 +38,14 @@ use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use super::cluster::{ClusterShared, Permit};
 use super::connect::connect;
 use super::stats::inc;
+use crate::coalesce::{self, FlushAfterPoll};
 use crate::error::{Overflow, UpstreamError};
 use crate::io::ClientStream;
 use crate::{Body, BoxError};
@@ -201,11 +202,21 @@ impl HostPool {
         };
         let opened = async {
             let stream = connect(self.addr, &self.cluster).await?;
-            http2::Builder::new(TokioExecutor::new())
+            // Requests multiplexed on the connection go out in one write per poll of it.
+            // hyper runs the connection in a task of the executor's; that task writes it out.
+            let (stream, driver) = coalesce::wrap(stream, coalesce::Mode::Coalesce);
+            http2::Builder::new(driver.executor())
                 .timer(hyper_util::rt::TokioTimer::new())
                 .keep_alive_interval(None)
                 .handshake(TokioIo::new(stream))
                 .await
+                .map(|(send, conn)| {
+                    // Boxed here, where its types are concrete: proving the generic driver
+                    // `Send` inside the spawned block trips a higher-ranked lifetime check.
+                    let conn: Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>> =
+                        Box::pin(FlushAfterPoll::new(conn, driver));
+                    (send, conn)
+                })
                 .map_err(|e| UpstreamError::ConnectFailure(e.to_string()))
         }
         .await;
