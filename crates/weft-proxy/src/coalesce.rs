@@ -32,6 +32,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Bytes kept before writes wait for the buffer to be written out.
 pub const LIMIT: usize = 64 * 1024;
 
+/// Capacity an empty buffer keeps between bursts; a larger one is freed.
+const KEEP: usize = 16 * 1024;
+
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -79,6 +82,10 @@ impl<S: AsyncWrite + Unpin> Inner<S> {
         if let Err(e) = &result {
             self.failed = Some(e.kind());
             self.buf.clear();
+        }
+        if self.buf.is_empty() && self.buf.capacity() > KEEP {
+            // A burst's buffer is not kept by a connection that may idle for hours.
+            self.buf = BytesMut::new();
         }
         if let Some(w) = self.blocked.take() {
             w.wake();
@@ -540,6 +547,21 @@ mod tests {
         let mut expected = data;
         expected.extend_from_slice(b"tail");
         assert_eq!(socket.written(), expected);
+    }
+
+    #[tokio::test]
+    async fn a_large_burst_does_not_keep_its_buffer() {
+        let socket = Socket::default();
+        let (mut io, driver) = wrap(socket.clone(), Mode::Coalesce);
+        let conn = async move {
+            io.write_all(&[1u8; 40 * 1024]).await.unwrap();
+            io.flush().await.unwrap();
+            tokio::task::yield_now().await;
+            io
+        };
+        let io = FlushAfterPoll::new(conn, driver).await;
+        assert_eq!(socket.written().len(), 40 * 1024);
+        assert!(io.inner.lock().buf.capacity() <= KEEP);
     }
 
     #[tokio::test]
