@@ -56,41 +56,58 @@ struct Inner<S> {
     /// Preface bytes matched so far while sniffing.
     sniffed: usize,
     buf: BytesMut,
-    /// A write that found the buffer full, woken once it has been written out.
-    blocked: Option<Waker>,
+    /// Bytes were written to the stream since it was last flushed.
+    unflushed: bool,
+    /// Tasks waiting for the buffer to be written out (see [`Inner::poll_drain`]).
+    waiters: Vec<Waker>,
     /// Writing the buffer out failed: later writes fail the same way.
     failed: Option<io::ErrorKind>,
 }
 
 impl<S: AsyncWrite + Unpin> Inner<S> {
-    /// Writes the buffer out; `Pending` (with the socket's wake-up registered) while it cannot.
-    /// A failure is kept (the buffer dropped) for the connection's next write to report.
+    /// Writes the buffer out and flushes the stream. While it cannot, `Pending`, and the task is
+    /// woken once some task has written everything out: the socket wakes the task that tried
+    /// last, and that one wakes the others (a socket keeps one waker, and every task of an
+    /// upstream connection may drain). A failure is kept, the buffer dropped, for the
+    /// connection's next write to report.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.buf.is_empty() {
+        if self.buf.is_empty() && !self.unflushed {
             return Poll::Ready(Ok(()));
         }
-        let result = loop {
-            if self.buf.is_empty() {
-                break ready!(Pin::new(&mut self.io).poll_flush(cx));
+        let Poll::Ready(result) = self.write_out(cx) else {
+            if !self.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                self.waiters.push(cx.waker().clone());
             }
-            match ready!(Pin::new(&mut self.io).poll_write(cx, &self.buf)) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.buf.advance(n),
-                Err(e) => break Err(e),
-            }
+            return Poll::Pending;
         };
         if let Err(e) = &result {
             self.failed = Some(e.kind());
             self.buf.clear();
         }
-        if self.buf.is_empty() && self.buf.capacity() > KEEP {
+        self.unflushed = false;
+        if self.buf.capacity() > KEEP {
             // A burst's buffer is not kept by a connection that may idle for hours.
             self.buf = BytesMut::new();
         }
-        if let Some(w) = self.blocked.take() {
+        for w in self.waiters.drain(..) {
             w.wake();
         }
         Poll::Ready(result)
+    }
+
+    fn write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.buf.is_empty() {
+            match ready!(Pin::new(&mut self.io).poll_write(cx, &self.buf)) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    self.buf.advance(n);
+                    // A TLS stream may keep records until flushed.
+                    self.unflushed = true;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     /// Room for more bytes: the buffer is written out first once it holds [`LIMIT`].
@@ -101,15 +118,7 @@ impl<S: AsyncWrite + Unpin> Inner<S> {
         if self.buf.len() < LIMIT {
             return Poll::Ready(Ok(()));
         }
-        match self.poll_drain(cx) {
-            // Whichever task writes the buffer out (any task of the connection may) wakes
-            // this one.
-            Poll::Pending => {
-                self.blocked = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            ready => ready,
-        }
+        self.poll_drain(cx)
     }
 }
 
@@ -149,7 +158,8 @@ pub fn wrap<S>(io: S, mode: Mode) -> (Coalescing<S>, Driver<S>) {
         mode,
         sniffed: 0,
         buf: BytesMut::new(),
-        blocked: None,
+        unflushed: false,
+        waiters: Vec::new(),
         failed: None,
     }));
     (
@@ -164,11 +174,6 @@ impl<S> Coalescing<S> {
     /// The current mode (a sniffing stream settles on its first reads).
     pub fn mode(&self) -> Mode {
         self.inner.lock().mode
-    }
-
-    /// Runs `f` on the wrapped stream.
-    pub fn with_ref<R>(&self, f: impl FnOnce(&S) -> R) -> R {
-        f(&self.inner.lock().io)
     }
 }
 
@@ -547,6 +552,46 @@ mod tests {
         let mut expected = data;
         expected.extend_from_slice(b"tail");
         assert_eq!(socket.written(), expected);
+    }
+
+    /// A task of the connection that is done but whose writes are still buffered finishes
+    /// once another task (the one the socket wakes) has written them out.
+    #[tokio::test]
+    async fn a_finished_task_waiting_for_the_socket_is_woken_by_another_tasks_drain() {
+        struct SignalOnDrop(Option<tokio::sync::oneshot::Sender<()>>);
+        impl Drop for SignalOnDrop {
+            fn drop(&mut self) {
+                if let Some(tx) = self.0.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        let socket = Socket::default();
+        socket.0.lock().room = Some(0);
+        let (mut io, driver) = wrap(socket.clone(), Mode::Coalesce);
+        let executor = driver.executor();
+        let (finished_tx, finished_rx) = tokio::sync::oneshot::channel();
+        // Task A writes and is done; the socket is full, so it waits for the drain.
+        hyper::rt::Executor::execute(&executor, async move {
+            io.write_all(b"frames").await.unwrap();
+            SignalOnDrop(Some(finished_tx))
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        // Task B tries too and takes the socket's one waker slot.
+        hyper::rt::Executor::execute(&executor, async {});
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        // Room appears: the socket wakes B only.
+        let waker = {
+            let mut r = socket.0.lock();
+            r.room = None;
+            r.waker.take()
+        };
+        waker.expect("a drain waits on the socket").wake();
+        tokio::time::timeout(std::time::Duration::from_secs(5), finished_rx)
+            .await
+            .expect("task A finished")
+            .unwrap();
+        assert_eq!(socket.written(), b"frames");
     }
 
     #[tokio::test]
