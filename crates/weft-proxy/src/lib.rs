@@ -8,6 +8,7 @@ pub mod http;
 pub mod io;
 pub mod listener;
 pub mod proxy;
+pub mod pump;
 pub mod state;
 pub mod stats_export;
 pub mod tcp_proxy;

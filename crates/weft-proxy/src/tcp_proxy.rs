@@ -116,7 +116,8 @@ where
         last: last.clone(),
         start,
     };
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, 64 * 1024, 64 * 1024);
+    // Buffers only while bytes are in flight, growing with the transfer (see `pump`).
+    let copy = crate::pump::copy_bidirectional(&mut a, &mut b);
     let Some(idle) = idle else {
         return copy.await;
     };
