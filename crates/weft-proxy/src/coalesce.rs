@@ -170,13 +170,6 @@ pub fn wrap<S>(io: S, mode: Mode) -> (Coalescing<S>, Driver<S>) {
     )
 }
 
-impl<S> Coalescing<S> {
-    /// The current mode (a sniffing stream settles on its first reads).
-    pub fn mode(&self) -> Mode {
-        self.inner.lock().mode
-    }
-}
-
 impl<S: AsyncRead + Unpin> AsyncRead for Coalescing<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -459,7 +452,7 @@ mod tests {
         let (mut io, _driver) = wrap(socket.clone(), Mode::Sniff);
         let mut buf = [0u8; 64];
         let _ = io.read(&mut buf).await.unwrap();
-        assert_eq!(io.mode(), Mode::PassThrough);
+        assert_eq!(io.inner.lock().mode, Mode::PassThrough);
         io.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
         io.flush().await.unwrap();
         assert_eq!(socket.write_count(), 1);
@@ -471,10 +464,10 @@ mod tests {
         let (mut io, _driver) = wrap(socket.clone(), Mode::Sniff);
         let mut head = [0u8; 10];
         io.read_exact(&mut head).await.unwrap();
-        assert_eq!(io.mode(), Mode::Sniff);
+        assert_eq!(io.inner.lock().mode, Mode::Sniff);
         let mut rest = [0u8; 14];
         io.read_exact(&mut rest).await.unwrap();
-        assert_eq!(io.mode(), Mode::Coalesce);
+        assert_eq!(io.inner.lock().mode, Mode::Coalesce);
         io.write_all(b"settings").await.unwrap();
         io.flush().await.unwrap();
         assert_eq!(socket.write_count(), 0);

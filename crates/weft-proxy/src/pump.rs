@@ -51,11 +51,6 @@ impl Pump {
         }
     }
 
-    /// Bytes of buffer this direction holds now.
-    pub fn buffer_capacity(&self) -> usize {
-        self.buf.capacity()
-    }
-
     /// Copies until the source ends and the sink is shut down; the bytes copied.
     pub fn poll_copy<R, W>(
         &mut self,
@@ -201,7 +196,7 @@ mod tests {
         })
         .await;
         assert!(polled.is_pending());
-        assert_eq!(pump.buffer_capacity(), 0);
+        assert_eq!(pump.buf.capacity(), 0);
         // A large burst: each full read doubles the next one, up to MAX.
         source.push(&vec![5u8; 3 * MAX]);
         let mut sizes = Vec::new();
@@ -220,7 +215,7 @@ mod tests {
         }
         assert_eq!(pump.size, MAX, "grew to the maximum: {sizes:?}");
         // Quiet again: the buffer is gone.
-        assert_eq!(pump.buffer_capacity(), 0);
+        assert_eq!(pump.buf.capacity(), 0);
     }
 
     #[tokio::test]
