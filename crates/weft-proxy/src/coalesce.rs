@@ -125,17 +125,28 @@ impl<S: AsyncWrite + Unpin> Inner<S> {
 impl<S> Inner<S> {
     /// Follows the preface through the bytes just read.
     fn sniff(&mut self, read: &[u8]) {
-        let want = &PREFACE[self.sniffed..];
-        let n = read.len().min(want.len());
-        if read[..n] != want[..n] {
-            self.mode = Mode::PassThrough;
-            return;
-        }
-        self.sniffed += n;
-        if self.sniffed == PREFACE.len() {
-            self.mode = Mode::Coalesce;
+        match follow_preface(&mut self.sniffed, read) {
+            Some(true) => self.mode = Mode::Coalesce,
+            Some(false) => self.mode = Mode::PassThrough,
+            None => {}
         }
     }
+}
+
+/// Length of the HTTP/2 client connection preface.
+pub(crate) const PREFACE_LEN: usize = PREFACE.len();
+
+/// Follows the HTTP/2 client preface through the bytes just read, `matched` bytes of it having
+/// been seen before: `Some(true)` once all of it has been, `Some(false)` when the bytes differ
+/// from it, `None` while they may still be it. Not called again once decided.
+pub(crate) fn follow_preface(matched: &mut usize, read: &[u8]) -> Option<bool> {
+    let want = PREFACE.get(*matched..).unwrap_or_default();
+    let n = read.len().min(want.len());
+    if read[..n] != want[..n] {
+        return Some(false);
+    }
+    *matched += n;
+    (*matched == PREFACE.len()).then_some(true)
 }
 
 /// A stream whose writes are coalesced per poll of the future driving it (see the module

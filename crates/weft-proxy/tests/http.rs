@@ -933,6 +933,208 @@ async fn an_idle_keep_alive_connection_outlives_hypers_default_header_timeout() 
     assert!(again.starts_with("HTTP/1.1 200"), "{again}");
 }
 
+fn timed_config(
+    upstream: std::net::SocketAddr,
+    tweak: impl FnOnce(&mut weft_proxy_config::model::HttpConnectionManager),
+) -> weft_proxy_config::model::ProxyConfig {
+    let mut manager = hcm(routes(vec![prefix_to(
+        "/",
+        RouteAction::cluster("backend"),
+    )]));
+    tweak(&mut manager);
+    config(
+        vec![http_listener("ingress", manager)],
+        vec![cluster("backend", &[upstream])],
+    )
+}
+
+/// Whether the proxy has closed `sock` within `wait` (nothing else may arrive meanwhile).
+async fn closed_within(sock: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(wait, sock.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(n)) => {
+            let unexpected = String::from_utf8_lossy(&buf[..n]);
+            assert!(n == 0, "unexpected bytes: {unexpected:?}");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Sends `partial`, the start of a request that never ends, and returns the head of the
+/// proxy's answer (lowercase), checked to be a 408 after which the connection closes.
+async fn answer_to_unfinished_headers(sock: &mut tokio::net::TcpStream, partial: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    sock.write_all(partial).await.unwrap();
+    let started = std::time::Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(3), read_response(sock))
+        .await
+        .expect("a reply");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert!(
+        reply.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{reply}"
+    );
+    assert!(closed_within(sock, Duration::from_secs(3)).await);
+    reply.to_ascii_lowercase()
+}
+
+fn count(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Envoy's connection `idle_timeout` is the time without an active stream *on that connection*:
+/// it starts when the last stream ends, and another connection's streams do not hold it open.
+/// A connection that has received bytes then drains (`drain_timeout`); a silent one closes.
+#[tokio::test]
+async fn the_idle_timeout_counts_from_the_connections_last_stream() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = HttpServer::start("a").await;
+    let cfg = timed_config(upstream.addr(), |m| {
+        m.idle_timeout = Some(Duration::from_millis(600));
+        m.drain_timeout = Duration::from_millis(400);
+    });
+    let (proxy, addr) = start(cfg).await;
+    let request = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    // A connection that never sends a byte is closed at the timeout, without a drain.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let opened = std::time::Instant::now();
+    assert!(closed_within(&mut silent, Duration::from_secs(2)).await);
+    let silent_for = opened.elapsed();
+    assert!(
+        silent_for >= Duration::from_millis(500) && silent_for < Duration::from_millis(900),
+        "closed after {silent_for:?}"
+    );
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // A second connection busy with a slow request the whole time.
+    let busy = tokio::spawn(async move {
+        http1_get(addr, "x", "/", &[("x-test-delay-ms", "5000")])
+            .await
+            .unwrap()
+            .status
+    });
+    // Requests 400 ms apart, each less than the timeout after the previous one ended, carry the
+    // connection past 600 ms from its start.
+    for _ in 0..3 {
+        idle.write_all(request).await.unwrap();
+        let resp = read_response(&mut idle).await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(!closed_within(&mut idle, Duration::from_millis(400)).await);
+    }
+    // Then idle: the drain sequence starts ~600 ms after its last response and the connection
+    // closes `drain_timeout` later, while the slow request goes on.
+    let started = std::time::Instant::now();
+    assert!(closed_within(&mut idle, Duration::from_secs(2)).await);
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(450),
+        "closed {after:?} after the 400 ms wait"
+    );
+    assert!(!busy.is_finished(), "the slow request is still in flight");
+    assert_eq!(busy.await.unwrap(), 200);
+    let stats = stream_stats(&proxy);
+    assert_eq!(count(&stats.downstream_cx_idle_timeout), 2);
+    // Closing a connection that never spoke is not a protocol error (Envoy counts none).
+    assert_eq!(count(&stats.downstream_cx_protocol_error), 0);
+}
+
+/// A stream whose response body is still flowing is active: its connection is not closed, and
+/// its idle period starts when the stream ends.
+#[tokio::test]
+async fn a_streaming_response_keeps_its_connection_from_the_idle_timeout() {
+    use http_body_util::BodyExt;
+    let upstream = HttpServer::start("a").await;
+    let cfg = timed_config(upstream.addr(), |m| {
+        m.idle_timeout = Some(Duration::from_millis(300));
+    });
+    let (_proxy, addr) = start(cfg).await;
+    let mut conn =
+        weft_test_support::HttpConnection::connect(addr, weft_test_support::HttpVersion::Http1)
+            .await
+            .unwrap();
+    let (sender, body) = weft_test_support::streaming_body();
+    let req = http::Request::post("http://x/echo").body(body).unwrap();
+    let mut resp = conn.send_streaming(req).await.unwrap();
+    // The echo streams back for well over the idle timeout.
+    for i in 0..8u8 {
+        sender.send(vec![b'a' + i; 4]).await.unwrap();
+        let mut echoed = Vec::new();
+        while echoed.len() < 4 {
+            let frame = tokio::time::timeout(Duration::from_secs(2), resp.body_mut().frame())
+                .await
+                .expect("the echo arrives")
+                .expect("the stream is open")
+                .unwrap();
+            echoed.extend_from_slice(&frame.into_data().unwrap());
+        }
+        assert_eq!(echoed, [b'a' + i; 4]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(sender);
+    while let Some(frame) = resp.body_mut().frame().await {
+        frame.unwrap();
+    }
+    // The idle period starts now: the connection serves the next request.
+    let next = conn.get("x", "/", &[]).await.unwrap();
+    assert_eq!(next.status, 200);
+}
+
+/// Envoy's `request_headers_timeout` starts at a request's first byte: a keep-alive connection
+/// may wait longer than it for its next request, but headers that take longer than it to arrive
+/// get Envoy's 408 and the connection closes (`downstream_rq_header_timeout`).
+#[tokio::test]
+async fn the_request_headers_timeout_runs_from_a_requests_first_byte() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = HttpServer::start("a").await;
+    let cfg = timed_config(upstream.addr(), |m| {
+        m.request_headers_timeout = Some(Duration::from_millis(300));
+    });
+    let (proxy, addr) = start(cfg).await;
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    sock.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut sock).await.starts_with("HTTP/1.1 200"));
+    // Idle between requests for twice the timeout: still open.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The rest of the headers never comes: Envoy's 408, then the connection closes.
+    let head = answer_to_unfinished_headers(&mut sock, b"GET / HTTP/1.1\r\nhost: x\r\n").await;
+    for expected in [
+        "content-type: text/plain",
+        "content-length: 22",
+        "server: envoy",
+        "connection: close",
+        "date: ",
+    ] {
+        assert!(head.contains(expected), "{expected} in {head}");
+    }
+    let stats = stream_stats(&proxy);
+    assert_eq!(count(&stats.downstream_rq_header_timeout), 1);
+    assert_eq!(count(&stats.downstream_cx_protocol_error), 0);
+}
+
+/// Envoy's stream exists from a request's first byte, so the stream idle timeout (on by default)
+/// also ends headers that stop arriving: a slow client cannot hold a connection with half a
+/// request.
+#[tokio::test]
+async fn the_stream_idle_timeout_ends_headers_that_stop_arriving() {
+    let upstream = HttpServer::start("a").await;
+    let cfg = timed_config(upstream.addr(), |m| {
+        m.stream_idle_timeout = Some(Duration::from_millis(300));
+        m.request_timeout = Some(Duration::from_millis(2000));
+    });
+    let (proxy, addr) = start(cfg).await;
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = answer_to_unfinished_headers(&mut sock, b"GET / HTTP/1.1\r\nhost").await;
+    assert!(head.contains("content-length: 14"), "{head}");
+    let stats = stream_stats(&proxy);
+    assert_eq!(count(&stats.downstream_rq_idle_timeout), 1);
+    assert_eq!(count(&stats.downstream_rq_4xx), 1);
+}
+
 /// An upgrade the upstream refuses is an ordinary response: a body that stalls is ended by the
 /// stream idle timeout, as any response body is.
 #[tokio::test]

@@ -42,16 +42,29 @@ pub struct Activity {
     request_complete: AtomicBool,
     /// Milliseconds from `start` to the end of the stream's max duration; `u64::MAX`: none.
     max_duration_ms: AtomicU64,
+    /// Keeps the stream counted as active on its connection (connection idle timeout) for as
+    /// long as anything tracks its activity.
+    _stream: Option<super::conn_timers::StreamGuard>,
 }
 
 impl Activity {
     /// A stream whose request body is already complete (`request_complete`) or still arriving.
     pub fn new(request_complete: bool) -> Arc<Self> {
+        Self::for_stream(request_complete, None)
+    }
+
+    /// As [`Activity::new`], for a stream of a connection: `stream` keeps it active there until
+    /// the last holder of the activity (a body wrapper, a tunnel) is done.
+    pub fn for_stream(
+        request_complete: bool,
+        stream: Option<super::conn_timers::StreamGuard>,
+    ) -> Arc<Self> {
         Arc::new(Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             request_complete: AtomicBool::new(request_complete),
             max_duration_ms: AtomicU64::new(u64::MAX),
+            _stream: stream,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The HTTP connection manager: serves HTTP/1.1 and HTTP/2 (prior knowledge, h2c, or ALPN) on a
 //! downstream connection and runs each request through routing, filters and the router.
 
+pub mod conn_timers;
 pub mod duration;
 pub mod filters;
 pub mod idle;
@@ -25,6 +26,7 @@ pub use request::ConnContext;
 
 use crate::coalesce::{self, FlushAfterPoll};
 use crate::upstream::stats::inc;
+use conn_timers::HeadersClock;
 
 crate::upstream::stats::define_stats!(HttpStats {
     counters: [
@@ -32,6 +34,8 @@ crate::upstream::stats::define_stats!(HttpStats {
         downstream_cx_http1_total,
         downstream_cx_http2_total,
         downstream_cx_protocol_error,
+        downstream_cx_idle_timeout,
+        downstream_rq_header_timeout,
         downstream_rq_total,
         downstream_rq_1xx,
         downstream_rq_2xx,
@@ -89,12 +93,10 @@ where
             .max_headers(max_headers.saturating_mul(2).max(100))
             .max_buf_size(max_header_bytes.max(8192))
             .keep_alive(true)
-            // hyper's default is a 30 s header timeout, and it runs while a keep-alive
-            // connection waits for its next request: idle connections that Envoy keeps for the
-            // connection manager's `idle_timeout` (1 h by default) were closed after 30 s.
-            // Only a configured `request_headers_timeout` applies (see docs/proxy.md for how
-            // hyper's timer differs from Envoy's).
-            .header_read_timeout(hcm.request_headers_timeout);
+            // hyper's header timeout (30 s by default) runs while a keep-alive connection
+            // waits for its next request; Envoy's `request_headers_timeout` starts at a
+            // request's first byte: `conn_timers::HeadersClock` times it instead.
+            .header_read_timeout(None);
     }
     {
         let mut h2 = builder.http2();
@@ -115,49 +117,76 @@ where
     let service = service_fn(move |req| Box::pin(request::handle(req, service_cx.clone())));
     // HTTP/2 writes what one poll of the connection produced at once (see `coalesce`).
     let (io, driver) = coalesce::wrap(io, coalesce::Mode::Sniff);
+    let reply_cx = cx.clone();
+    let limits = conn_timers::HeadersLimits {
+        headers: hcm.request_headers_timeout,
+        stream_idle: hcm.stream_idle_timeout,
+        request: hcm.request_timeout,
+        max_duration: duration::connection_manager_limit(hcm.max_stream_duration),
+    };
+    let io = HeadersClock::new(io, &cx.streams, limits, move |kind| {
+        request::headers_timeout_reply(&reply_cx, kind)
+    });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let conn = FlushAfterPoll::new(conn, driver);
     tokio::pin!(conn);
     let idle = hcm.idle_timeout;
-    let result = loop {
-        tokio::select! {
-            r = conn.as_mut() => break r,
-            changed = drain.changed(), if !cx.draining.load(Ordering::Relaxed) => {
-                if changed.is_err() || *drain.borrow() {
-                    // Envoy's drain sequence: from now on HTTP/1.1 responses say
-                    // `connection: close` (clients stop reusing the connection without racing
-                    // a close); after `drain_timeout` the connection closes gracefully (HTTP/2
-                    // gets GOAWAY), finishing requests in flight.
-                    cx.draining.store(true, Ordering::Relaxed);
-                    let grace = tokio::time::sleep(hcm.drain_timeout);
-                    tokio::pin!(grace);
-                    tokio::select! {
-                        r = conn.as_mut() => break r,
-                        () = &mut grace => {
-                            conn.as_mut().future().graceful_shutdown();
-                            break conn.as_mut().await;
-                        }
+    let result = 'serve: {
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => break 'serve r,
+                changed = drain.changed(), if !cx.draining.load(Ordering::Relaxed) => {
+                    if changed.is_err() || *drain.borrow() {
+                        break;
                     }
                 }
-            }
-            () = sleep_or_forever(idle) => {
-                // The idle timer restarts only while requests are active.
-                if stats.downstream_rq_active.load(Ordering::Relaxed) == 0 {
-                    conn.as_mut().future().graceful_shutdown();
-                    break conn.as_mut().await;
+                () = idle_for(&cx.streams, idle) => {
+                    // Envoy's idle timeout: no stream for `idle_timeout`. A connection that
+                    // never received a byte (Envoy made no codec for it) closes at once; any
+                    // other drains, as below.
+                    inc(&stats.downstream_cx_idle_timeout);
+                    if cx.streams.received() {
+                        break;
+                    }
+                    // Nothing to finish: dropping the connection closes it.
+                    break 'serve Ok(());
                 }
             }
         }
+        // Envoy's drain sequence: from now on HTTP/1.1 responses say `connection: close`
+        // (clients stop reusing the connection without racing a close); after `drain_timeout`
+        // the connection closes gracefully (HTTP/2 gets GOAWAY), finishing requests in flight.
+        cx.draining.store(true, Ordering::Relaxed);
+        let grace = tokio::time::sleep(hcm.drain_timeout);
+        tokio::pin!(grace);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            () = &mut grace => {
+                conn.as_mut().future().graceful_shutdown();
+                conn.as_mut().await
+            }
+        }
     };
-    if result.is_err() {
+    if let Some(kind) = cx.streams.headers_timed_out() {
+        // The timed-out request counts as a request answered 408, as in Envoy.
+        inc(match kind {
+            conn_timers::HeadersTimeout::Headers => &stats.downstream_rq_header_timeout,
+            conn_timers::HeadersTimeout::StreamIdle => &stats.downstream_rq_idle_timeout,
+            conn_timers::HeadersTimeout::Request => &stats.downstream_rq_timeout,
+            conn_timers::HeadersTimeout::MaxDuration => &stats.downstream_rq_max_duration_reached,
+        });
+        inc(&stats.downstream_rq_total);
+        stats.record_status(408);
+    } else if result.is_err() {
         inc(&stats.downstream_cx_protocol_error);
     }
     stats.downstream_cx_active.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn sleep_or_forever(d: Option<std::time::Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
+/// Completes once the connection has had no stream for `idle` (`None`: never).
+async fn idle_for(streams: &conn_timers::Streams, idle: Option<std::time::Duration>) {
+    match idle {
+        Some(idle) => streams.idle(idle).await,
         None => std::future::pending().await,
     }
 }

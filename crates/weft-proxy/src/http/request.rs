@@ -49,6 +49,8 @@ pub struct ConnContext {
     pub draining: std::sync::atomic::AtomicBool,
     /// The `server` header's value (`server_name`), built once rather than per response.
     pub server_header: HeaderValue,
+    /// The connection's streams (idle and request headers timeouts).
+    pub streams: Arc<super::conn_timers::Streams>,
 }
 
 impl ConnContext {
@@ -123,6 +125,9 @@ pub async fn handle(
     mut req: Request<Incoming>,
     cx: Arc<ConnContext>,
 ) -> Result<Response<Body>, StreamReset> {
+    // The stream counts on its connection from here, a rejected one too (its headers have
+    // arrived, which stops the request headers timer).
+    let stream = cx.streams.open();
     // Codec-level checks, before the request counts: Envoy's HTTP/1 codec answers them with a
     // local reply, its HTTP/2 codec resets the stream.
     if let Some((status, text)) = codec_rejection(&mut req, &cx.hcm) {
@@ -133,7 +138,7 @@ pub async fn handle(
         finish_response(&mut resp, &cx);
         return Ok(resp);
     }
-    Ok(handle_request(req, cx).await)
+    Ok(handle_request(req, cx, stream).await)
 }
 
 /// `headers_with_underscores_action` and `max_request_headers_kb` as Envoy's codecs apply them:
@@ -165,7 +170,11 @@ fn header_bytes(headers: &HeaderMap) -> usize {
         .sum()
 }
 
-async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Response<Body> {
+async fn handle_request(
+    req: Request<Incoming>,
+    cx: Arc<ConnContext>,
+    stream: super::conn_timers::StreamGuard,
+) -> Response<Body> {
     let stats = cx.stats.clone();
     inc(&stats.downstream_rq_total);
     stats.downstream_rq_active.fetch_add(1, Ordering::Relaxed);
@@ -183,7 +192,7 @@ async fn handle_request(req: Request<Incoming>, cx: Arc<ConnContext>) -> Respons
     // headers as the stream's body, so its timeouts answer as for an unfinished request (408).
     let upgrade = http1 && super::router::upgrade_type(&parts.headers).is_some_and(|t| t != "h2c");
     let complete = !upgrade && hyper::body::Body::is_end_stream(&body);
-    let activity = super::idle::Activity::new(complete);
+    let activity = super::idle::Activity::for_stream(complete, Some(stream));
     activity.set_max_duration(super::duration::connection_manager_limit(
         cx.hcm.max_stream_duration,
     ));
@@ -839,6 +848,34 @@ fn format_uuid(value: u128) -> [u8; 36] {
 }
 
 /// Headers every response gets: `server`, and hop-by-hop removal.
+/// The bytes of Envoy's answer when a timer fires while a request's headers arrive: `408` with
+/// the timer's text and the headers of any local reply, and `connection: close`. Written by the
+/// connection itself (hyper is still parsing the request), so it is serialized here.
+pub(super) fn headers_timeout_reply(
+    cx: &ConnContext,
+    kind: super::conn_timers::HeadersTimeout,
+) -> bytes::Bytes {
+    let body = kind.text();
+    let mut resp = local_reply::reply(408, body);
+    finish_response(&mut resp, cx);
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 408 Request Timeout\r\n");
+    for (name, value) in resp.headers() {
+        if name == header::CONNECTION || name == header::DATE {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"date: ");
+    out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out.into()
+}
+
 fn finish_response(resp: &mut Response<Body>, cx: &ConnContext) {
     let hcm = &cx.hcm;
     let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;

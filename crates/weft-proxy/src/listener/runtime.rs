@@ -210,6 +210,7 @@ async fn handle_connection(
                 filters,
                 draining: std::sync::atomic::AtomicBool::new(false),
                 server_header: ConnContext::server_header(hcm),
+                streams: crate::http::conn_timers::Streams::new(),
             });
             crate::http::serve_connection(io, cx, drain).await;
         }
