@@ -114,6 +114,9 @@ struct Case {
     /// the client's port, so it is not compared) and set no new cookie.
     #[serde(default)]
     sticky_cookie: Option<String>,
+    /// For `via: raw`: what is written, and when.
+    #[serde(default)]
+    raw: Vec<RawStep>,
     /// For `via: websocket`: what happens on the tunnel after the handshake.
     #[serde(default)]
     websocket: WsSession,
@@ -137,6 +140,19 @@ enum Via {
     /// A WebSocket handshake over HTTP/1.1 (the case's headers added), then its `websocket`
     /// session; the status is the handshake's, the body tells how the session went.
     Websocket,
+    /// The case's `raw` steps written on one plain TCP connection, then everything read until
+    /// the proxy closes it (or 5 s pass): the status and headers are the last response's, the
+    /// body lists every response's status and whether the connection was closed.
+    Raw,
+}
+
+/// One step of a `via: raw` case: wait `pause_ms`, then write `send`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    #[serde(default)]
+    pause_ms: u64,
+    send: String,
 }
 
 /// A WebSocket session: `echoes` text messages, one every `every_ms`, each waiting for the
@@ -414,7 +430,7 @@ async fn send_with(
             let client: ClientTls = ups.pki.client_tls(&tls.sni, cert.as_ref());
             HttpConnection::connect_tls(addr, version, &client).await
         }
-        Via::Tcp => unreachable!("TCP cases are read as lines"),
+        Via::Tcp | Via::Raw => unreachable!("TCP and raw cases are read from sockets"),
         Via::Websocket => unreachable!("WebSocket cases run a session"),
     }
     .map_err(|e| format!("connect: {e}"))?;
@@ -736,6 +752,77 @@ async fn echo(ws: &mut WebSocketClient, text: &str) -> bool {
         && matches!(ws.recv().await, Ok(WsMessage::Text(t)) if t == text)
 }
 
+/// Plays `steps` on one connection to `addr` and reads until it closes (at most 5 s).
+async fn raw_session(addr: SocketAddr, steps: &[RawStep]) -> Observation {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut obs = Observation {
+        status: 0,
+        body: None,
+        headers: BTreeMap::new(),
+        served_by: None,
+        slow: None,
+        upstreams: BTreeMap::new(),
+        affinity: None,
+    };
+    let mut sock = match tokio::net::TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(_) => {
+            obs.body = Some("client error (connect)".to_owned());
+            return obs;
+        }
+    };
+    let mut written = true;
+    for step in steps {
+        tokio::time::sleep(Duration::from_millis(step.pause_ms)).await;
+        written &= sock.write_all(step.send.as_bytes()).await.is_ok();
+    }
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut got)).await;
+    let closed = matches!(read, Ok(Ok(_)) | Ok(Err(_)));
+    // The responses, in order: each a head and a `content-length` body.
+    let mut statuses = Vec::new();
+    let mut rest = &got[..];
+    while let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&rest[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut headers = BTreeMap::new();
+        for line in lines {
+            if let Some((name, value)) = line.split_once(':') {
+                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+            }
+        }
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let body_end = (end + 4 + len).min(rest.len());
+        let body = String::from_utf8_lossy(&rest[end + 4..body_end]).into_owned();
+        rest = &rest[body_end..];
+        statuses.push(status.to_string());
+        obs.status = status;
+        obs.served_by = headers.get("x-served-by").cloned();
+        obs.headers = ["content-type", "content-length", "connection", "server"]
+            .into_iter()
+            .filter_map(|n| Some((n.to_owned(), headers.get(n)?.clone())))
+            .collect();
+        // The upstream's JSON body names ports; a local reply's text is compared.
+        if !headers.contains_key("x-served-by") {
+            obs.body = Some(body);
+        }
+    }
+    let last = obs.body.take().unwrap_or_default();
+    obs.body = Some(format!(
+        "responses [{}], written: {written}, closed: {closed}, last local reply: {last:?}",
+        statuses.join(" ")
+    ));
+    obs
+}
+
 /// Runs `case` against one side: every repetition, or every parallel copy (sorted).
 async fn observe(side: &Side, case: &Case, ups: &Upstreams) -> Vec<Observation> {
     if case.via == Via::Websocket {
@@ -743,6 +830,10 @@ async fn observe(side: &Side, case: &Case, ups: &Upstreams) -> Vec<Observation> 
         let mut obs = websocket_session(side, case).await;
         obs.upstreams = upstream_view(case, ups);
         return vec![obs];
+    }
+    if case.via == Via::Raw {
+        let addr = SocketAddr::new(case.connect, side.ports[&case.listener]);
+        return vec![raw_session(addr, &case.raw).await];
     }
     if case.via == Via::Tcp {
         let port = side.ports[&case.listener];
