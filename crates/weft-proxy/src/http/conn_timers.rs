@@ -32,6 +32,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::framing::{HeadScan, Verdict};
+
 /// The streams of one downstream connection.
 #[derive(Debug)]
 pub struct Streams {
@@ -48,6 +50,9 @@ pub struct Streams {
     arriving: AtomicBool,
     /// Some bytes have arrived on the connection.
     received: AtomicBool,
+    /// A request whose framing Envoy refuses: its sequence number (the streams opened once it
+    /// is) times 4, plus its [`Verdict`] (1: conflict, 2: unsupported coding); 0: none.
+    refused: AtomicU64,
 }
 
 impl Streams {
@@ -61,16 +66,32 @@ impl Streams {
             timed_out: AtomicU8::new(0),
             arriving: AtomicBool::new(false),
             received: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
         })
     }
 
     /// A stream starts (its request headers have been parsed); it is active until the guard is
     /// dropped.
     pub fn open(self: &Arc<Self>) -> StreamGuard {
-        self.opened.fetch_add(1, Ordering::SeqCst);
+        let seq = self.opened.fetch_add(1, Ordering::SeqCst) + 1;
         self.active.fetch_add(1, Ordering::SeqCst);
         self.arriving.store(false, Ordering::SeqCst);
-        StreamGuard(self.clone())
+        StreamGuard(self.clone(), seq)
+    }
+
+    /// Envoy's answer to the stream, when its request's framing is one Envoy refuses (see
+    /// [`super::framing`]).
+    pub fn refusal(&self, stream: &StreamGuard) -> Option<(u16, &'static str)> {
+        let refused = self.refused.load(Ordering::SeqCst);
+        if refused / 4 != stream.1 {
+            return None;
+        }
+        match refused % 4 {
+            1 => Verdict::Conflict,
+            2 => Verdict::UnsupportedCoding,
+            _ => Verdict::Fine,
+        }
+        .reply()
     }
 
     /// Completes once no stream has been active for `timeout`.
@@ -114,9 +135,10 @@ impl Streams {
     }
 }
 
-/// A stream of a connection, active until dropped (see [`Streams::open`]).
+/// A stream of a connection, active until dropped (see [`Streams::open`]), with its sequence
+/// number on the connection.
 #[derive(Debug)]
-pub struct StreamGuard(Arc<Streams>);
+pub struct StreamGuard(Arc<Streams>, u64);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
@@ -182,8 +204,8 @@ impl HeadersLimits {
     }
 }
 
-/// Builds the bytes of the response sent when a timer of the header phase fires.
-pub type TimeoutReply = Box<dyn Fn(HeadersTimeout) -> bytes::Bytes + Send + Sync>;
+/// Builds the bytes of a local reply (status, text) the connection writes itself.
+pub type ConnReply = Box<dyn Fn(u16, &'static str) -> bytes::Bytes + Send + Sync>;
 
 /// Times the arrival of request headers on a downstream HTTP/1.1 connection: a request begins
 /// when bytes arrive while no stream is active, and its headers are in as soon as a stream has
@@ -198,9 +220,12 @@ pub struct HeadersClock<S> {
     io: S,
     streams: Arc<Streams>,
     limit: Option<(Duration, HeadersTimeout)>,
-    reply: Option<TimeoutReply>,
-    /// The reply and how much of it has been written, once a timer has fired.
+    reply: ConnReply,
+    /// A reply of the connection's own and how much of it has been written: once a timer has
+    /// fired, or in place of hyper's answer to a request it could not parse.
     replying: Option<(bytes::Bytes, usize)>,
+    /// The framing of the arriving request's head (see [`super::framing`]).
+    scan: HeadScan,
     /// HTTP/2 preface bytes matched so far (see [`crate::coalesce::follow_preface`]).
     preface: usize,
     /// The first bytes showed whether the connection is HTTP/2.
@@ -225,15 +250,15 @@ impl<S> HeadersClock<S> {
         io: S,
         streams: &Arc<Streams>,
         limits: HeadersLimits,
-        reply: impl Fn(HeadersTimeout) -> bytes::Bytes + Send + Sync + 'static,
+        reply: impl Fn(u16, &'static str) -> bytes::Bytes + Send + Sync + 'static,
     ) -> Self {
-        let limit = limits.first();
         HeadersClock {
             io,
             streams: streams.clone(),
-            limit,
-            reply: limit.map(|_| Box::new(reply) as TimeoutReply),
+            limit: limits.first(),
+            reply: Box::new(reply),
             replying: None,
+            scan: HeadScan::default(),
             preface: 0,
             sniffed: false,
             arriving: None,
@@ -259,7 +284,7 @@ impl<S> HeadersClock<S> {
             self.streams.arriving.store(false, Ordering::SeqCst);
             return false;
         }
-        let (Some((limit, kind)), Some(reply)) = (self.limit, self.reply.as_ref()) else {
+        let Some((limit, kind)) = self.limit else {
             return false;
         };
         let deadline = arriving.since + limit;
@@ -276,7 +301,7 @@ impl<S> HeadersClock<S> {
         self.streams
             .timed_out
             .store(kind as u8 + 1, Ordering::Relaxed);
-        self.replying = Some((reply(kind), 0));
+        self.replying = Some(((self.reply)(408, kind.text()), 0));
         true
     }
 
@@ -300,21 +325,55 @@ impl<S> HeadersClock<S> {
                 None => {}
             }
         }
-        if self.arriving.is_some() || self.streams.active.load(Ordering::SeqCst) != 0 {
-            // The same request, a request body, or an open tunnel.
+        if let Some(arriving) = self.arriving {
+            // More of the same head (or what follows it).
+            self.scan_head(arriving.opened, read);
             return;
         }
+        if self.streams.active.load(Ordering::SeqCst) != 0 {
+            // A request body, or an open tunnel.
+            return;
+        }
+        let opened = self.streams.opened.load(Ordering::SeqCst);
         self.arriving = Some(Arriving {
-            opened: self.streams.opened.load(Ordering::SeqCst),
+            opened,
             since: Instant::now(),
             timed: false,
         });
         self.streams.arriving.store(true, Ordering::SeqCst);
+        self.scan = HeadScan::default();
+        self.scan_head(opened, read);
+    }
+
+    /// Reads the framing headers of the head that began when `opened` streams had been opened;
+    /// a refusal is kept for the stream the head becomes.
+    fn scan_head(&mut self, opened: u64, read: &[u8]) {
+        if self.scan.feed(read) {
+            let code = match self.scan.verdict() {
+                Verdict::Fine => return,
+                Verdict::Conflict => 1,
+                Verdict::UnsupportedCoding => 2,
+            };
+            self.streams
+                .refused
+                .store((opened + 1) * 4 + code, Ordering::SeqCst);
+        }
+    }
+
+    /// hyper answers a request it cannot parse itself (a bare status, no stream opened): the
+    /// status of such an answer starting in `buf`.
+    fn hypers_own_answer(&self, buf: &[u8]) -> Option<u16> {
+        let arriving = self.arriving?;
+        if self.streams.opened.load(Ordering::SeqCst) != arriving.opened {
+            return None;
+        }
+        let status = buf.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
+        std::str::from_utf8(status).ok()?.parse().ok()
     }
 }
 
 impl<S: AsyncWrite + Unpin> HeadersClock<S> {
-    /// Writes the timeout reply out, then fails the read that found the timer fired.
+    /// Writes the connection's own reply out.
     fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Some((reply, written)) = &mut self.replying {
             while *written < reply.len() {
@@ -325,10 +384,7 @@ impl<S: AsyncWrite + Unpin> HeadersClock<S> {
             }
             ready!(Pin::new(&mut self.io).poll_flush(cx))?;
         }
-        Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "timed out waiting for the request headers",
-        )))
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -352,12 +408,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeadersClock<S> {
             return Pin::new(&mut this.io).poll_read(cx, buf);
         }
         if this.poll_fired(cx) {
-            return this.poll_reply(cx);
+            // The reply out, then the read fails: the connection closes.
+            ready!(this.poll_reply(cx))?;
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "timed out waiting for the request headers",
+            )));
         }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         this.on_read(&buf.filled()[before..]);
         Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> HeadersClock<S> {
+    /// In place of hyper's bare answer to a request it could not parse, Envoy's: the same
+    /// status (`501` for a transfer coding Envoy does not implement) with its text, the headers
+    /// of any local reply and `connection: close`. `Some` once `buf` has been taken as written.
+    fn poll_replace(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Option<Poll<io::Result<usize>>> {
+        if self.replying.is_none() {
+            let status = self.hypers_own_answer(buf)?;
+            let (status, text) = match self.scan.verdict().reply() {
+                Some(refusal) if status == 400 => refusal,
+                _ => (
+                    status,
+                    http::StatusCode::from_u16(status)
+                        .ok()
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("Bad Request"),
+                ),
+            };
+            self.replying = Some(((self.reply)(status, text), 0));
+        }
+        // Everything hyper writes from here on is its answer, replaced.
+        Some(self.poll_reply(cx).map_ok(|()| buf.len()))
     }
 }
 
@@ -367,7 +456,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadersClock<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        if let Some(replaced) = this.poll_replace(cx, buf) {
+            return replaced;
+        }
+        Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -375,7 +468,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadersClock<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.arriving.is_some() || this.replying.is_some() {
+            // Rare (hyper answering a request it could not parse): one buffer at a time.
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &**b);
+            if let Some(replaced) = this.poll_replace(cx, first) {
+                return replaced;
+            }
+        }
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -430,11 +534,8 @@ mod tests {
         assert!(about(Instant::now() - start, Duration::from_secs(3)));
     }
 
-    fn reply(kind: HeadersTimeout) -> bytes::Bytes {
-        bytes::Bytes::from(format!(
-            "HTTP/1.1 408 Request Timeout\r\n\r\n{}",
-            kind.text()
-        ))
+    fn reply(status: u16, text: &'static str) -> bytes::Bytes {
+        bytes::Bytes::from(format!("HTTP/1.1 {status} x\r\n\r\n{text}"))
     }
 
     fn headers_limit(secs: u64) -> HeadersLimits {
@@ -467,7 +568,7 @@ mod tests {
         drop(clock);
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, reply(HeadersTimeout::Headers));
+        assert_eq!(got, reply(408, HeadersTimeout::Headers.text()));
     }
 
     #[tokio::test(start_paused = true)]
@@ -500,7 +601,7 @@ mod tests {
         drop(clock);
         let mut got = Vec::new();
         client.read_to_end(&mut got).await.unwrap();
-        assert!(got.ends_with(b"stream timeout"));
+        assert_eq!(got, reply(408, "stream timeout"));
     }
 
     #[tokio::test(start_paused = true)]

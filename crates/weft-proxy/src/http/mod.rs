@@ -4,6 +4,7 @@
 pub mod conn_timers;
 pub mod duration;
 pub mod filters;
+pub mod framing;
 pub mod idle;
 pub mod local_reply;
 pub mod names;
@@ -124,8 +125,8 @@ where
         request: hcm.request_timeout,
         max_duration: duration::connection_manager_limit(hcm.max_stream_duration),
     };
-    let io = HeadersClock::new(io, &cx.streams, limits, move |kind| {
-        request::headers_timeout_reply(&reply_cx, kind)
+    let io = HeadersClock::new(io, &cx.streams, limits, move |status, text| {
+        request::connection_reply(&reply_cx, status, text)
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let conn = FlushAfterPoll::new(conn, driver);

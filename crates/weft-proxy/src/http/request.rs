@@ -128,6 +128,14 @@ pub async fn handle(
     // The stream counts on its connection from here, a rejected one too (its headers have
     // arrived, which stops the request headers timer).
     let stream = cx.streams.open();
+    // Framing Envoy's HTTP/1 codec refuses, which hyper accepted (see `framing`).
+    if let Some((status, text)) = cx.streams.refusal(&stream) {
+        let mut resp = local_reply::reply(status, text);
+        finish_response(&mut resp, &cx);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
     // Codec-level checks, before the request counts: Envoy's HTTP/1 codec answers them with a
     // local reply, its HTTP/2 codec resets the stream.
     if let Some((status, text)) = codec_rejection(&mut req, &cx.hcm) {
@@ -848,18 +856,16 @@ fn format_uuid(value: u128) -> [u8; 36] {
 }
 
 /// Headers every response gets: `server`, and hop-by-hop removal.
-/// The bytes of Envoy's answer when a timer fires while a request's headers arrive: `408` with
-/// the timer's text and the headers of any local reply, and `connection: close`. Written by the
-/// connection itself (hyper is still parsing the request), so it is serialized here.
-pub(super) fn headers_timeout_reply(
-    cx: &ConnContext,
-    kind: super::conn_timers::HeadersTimeout,
-) -> bytes::Bytes {
-    let body = kind.text();
-    let mut resp = local_reply::reply(408, body);
+/// The bytes of a local reply the connection writes itself, where hyper cannot answer (a timer
+/// fired while a request's headers arrive, a request hyper could not parse): `status` with
+/// `body` as text, the headers of any local reply, and `connection: close`, as Envoy's codec
+/// answers before closing.
+pub(super) fn connection_reply(cx: &ConnContext, status: u16, body: &str) -> bytes::Bytes {
+    let mut resp = local_reply::reply(status, body.to_owned());
     finish_response(&mut resp, cx);
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"HTTP/1.1 408 Request Timeout\r\n");
+    let reason = resp.status().canonical_reason().unwrap_or("");
+    out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", resp.status().as_u16()).as_bytes());
     for (name, value) in resp.headers() {
         if name == header::CONNECTION || name == header::DATE {
             continue;
