@@ -50,8 +50,8 @@ pub struct Streams {
     arriving: AtomicBool,
     /// Some bytes have arrived on the connection.
     received: AtomicBool,
-    /// A request whose framing Envoy refuses: its sequence number (the streams opened once it
-    /// is) times 4, plus its [`Verdict`] (1: conflict, 2: unsupported coding); 0: none.
+    /// A request whose head Envoy refuses: its sequence number (the streams opened once it
+    /// is) times 8, plus its [`Verdict`] as a number; 0: none.
     refused: AtomicU64,
 }
 
@@ -83,15 +83,10 @@ impl Streams {
     /// [`super::framing`]).
     pub fn refusal(&self, stream: &StreamGuard) -> Option<(u16, &'static str)> {
         let refused = self.refused.load(Ordering::SeqCst);
-        if refused / 4 != stream.1 {
+        if refused / 8 != stream.1 {
             return None;
         }
-        match refused % 4 {
-            1 => Verdict::Conflict,
-            2 => Verdict::UnsupportedCoding,
-            _ => Verdict::Fine,
-        }
-        .reply()
+        Verdict::from_code(u8::try_from(refused % 8).unwrap_or(0)).reply()
     }
 
     /// Completes once no stream has been active for `timeout`.
@@ -349,14 +344,12 @@ impl<S> HeadersClock<S> {
     /// a refusal is kept for the stream the head becomes.
     fn scan_head(&mut self, opened: u64, read: &[u8]) {
         if self.scan.feed(read) {
-            let code = match self.scan.verdict() {
-                Verdict::Fine => return,
-                Verdict::Conflict => 1,
-                Verdict::UnsupportedCoding => 2,
-            };
-            self.streams
-                .refused
-                .store((opened + 1) * 4 + code, Ordering::SeqCst);
+            let verdict = self.scan.verdict();
+            if verdict != Verdict::Fine {
+                self.streams
+                    .refused
+                    .store((opened + 1) * 8 + verdict as u64, Ordering::SeqCst);
+            }
         }
     }
 
@@ -423,9 +416,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for HeadersClock<S> {
 }
 
 impl<S: AsyncWrite + Unpin> HeadersClock<S> {
-    /// In place of hyper's bare answer to a request it could not parse, Envoy's: the same
-    /// status (`501` for a transfer coding Envoy does not implement) with its text, the headers
-    /// of any local reply and `connection: close`. `Some` once `buf` has been taken as written.
+    /// In place of hyper's bare answer to a request it could not parse, Envoy's: the status of
+    /// what Envoy's codec found (see [`super::framing`]), else hyper's, with its text, the
+    /// headers of any local reply and `connection: close`. `Some` once `buf` has been taken as
+    /// written.
     fn poll_replace(
         &mut self,
         cx: &mut Context<'_>,
@@ -433,8 +427,11 @@ impl<S: AsyncWrite + Unpin> HeadersClock<S> {
     ) -> Option<Poll<io::Result<usize>>> {
         if self.replying.is_none() {
             let status = self.hypers_own_answer(buf)?;
-            let (status, text) = match self.scan.verdict().reply() {
-                Some(refusal) if status == 400 => refusal,
+            // What Envoy's codec checks first (the request line, the framing) decides; a
+            // fragment is refused only after the codec.
+            let verdict = self.scan.verdict();
+            let (status, text) = match verdict.reply() {
+                Some(refusal) if verdict != Verdict::Fragment => refusal,
                 _ => (
                     status,
                     http::StatusCode::from_u16(status)

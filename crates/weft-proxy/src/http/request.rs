@@ -129,33 +129,37 @@ pub async fn handle(
     // arrived, which stops the request headers timer).
     let stream = cx.streams.open();
     // Framing Envoy's HTTP/1 codec refuses, which hyper accepted (see `framing`).
-    if let Some((status, text)) = cx.streams.refusal(&stream) {
+    // A head Envoy's HTTP/1 codec refuses though hyper took it (see `framing`), then the
+    // codec-level checks, before the request counts: Envoy's HTTP/1 codec answers them with a
+    // local reply and closes the connection, its HTTP/2 codec resets the stream.
+    let refusal = cx.streams.refusal(&stream);
+    if let Some((status, text)) = refusal.or_else(|| codec_rejection(&mut req, &cx.hcm)) {
+        if req.version() == http::Version::HTTP_2 {
+            return Err(StreamReset(text));
+        }
         let mut resp = local_reply::reply(status, text);
         finish_response(&mut resp, &cx);
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Ok(resp);
     }
-    // Codec-level checks, before the request counts: Envoy's HTTP/1 codec answers them with a
-    // local reply, its HTTP/2 codec resets the stream.
-    if let Some((status, text)) = codec_rejection(&mut req, &cx.hcm) {
-        if req.version() == http::Version::HTTP_2 {
-            return Err(StreamReset(text));
-        }
-        let mut resp = local_reply::reply(status, text);
-        finish_response(&mut resp, &cx);
-        return Ok(resp);
-    }
     Ok(handle_request(req, cx, stream).await)
 }
 
-/// `headers_with_underscores_action` and `max_request_headers_kb` as Envoy's codecs apply them:
-/// the status and text of the rejection, if any. (hyper's own HTTP/1 buffer limit cannot go
-/// below 8 KiB, so smaller limits are enforced here.)
+/// `headers_with_underscores_action` and `max_request_headers_kb` as Envoy's codecs apply them,
+/// and its HTTP/1.1 codec's refusal of a request without a host: the status and text of the
+/// rejection, if any. (hyper's own HTTP/1 buffer limit cannot go below 8 KiB, so smaller limits
+/// are enforced here.)
 fn codec_rejection(
     req: &mut Request<Incoming>,
     hcm: &HttpConnectionManager,
 ) -> Option<(u16, &'static str)> {
+    if req.version() == http::Version::HTTP_11
+        && req.uri().authority().is_none()
+        && !req.headers().contains_key(header::HOST)
+    {
+        return Some((400, ""));
+    }
     if !apply_underscore_action(req.headers_mut(), hcm.headers_with_underscores) {
         return Some((400, "Bad Request"));
     }
