@@ -192,6 +192,11 @@ pub(crate) fn convert(
                 ),
             ));
         }
+        supported_upgrade(
+            &u.upgrade_type,
+            &at(path, &format!("upgrade_configs[{i}].upgrade_type")),
+            resource,
+        )?;
         upgrades.push(u.upgrade_type.clone());
     }
     Ok(HttpConnectionManager {
@@ -263,6 +268,20 @@ pub(crate) fn convert(
 
 /// Envoy's HTTP/2 settings toward clients, clamped to weft's caps (`Http2Settings::default()`):
 /// Envoy's own defaults (2^31-1 streams, 256 MiB windows) are far above them.
+/// An upgrade type weft can serve: CONNECT (and CONNECT-UDP) tunnels are not implemented, so
+/// enabling one is refused rather than left to fail on the first request.
+pub(super) fn supported_upgrade(kind: &str, path: &str, resource: &str) -> Result<(), ConfigError> {
+    if kind.eq_ignore_ascii_case("CONNECT") || kind.eq_ignore_ascii_case("CONNECT-UDP") {
+        return Err(unsupported(
+            path,
+            format!(
+                "unsupported: {resource} upgrade {kind:?} (weft does not terminate CONNECT tunnels)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn http2_settings(o: Option<&core::Http2ProtocolOptions>) -> Http2Settings {
     let caps = Http2Settings::default();
     let get = |v: Option<u32>, envoy_default: u32, cap: u32| v.unwrap_or(envoy_default).min(cap);

@@ -517,11 +517,19 @@ fn route_action(a: &pb::RouteAction, path: &str) -> Result<r::RouteAction, Confi
     out.upgrade_configs = a
         .upgrade_configs
         .iter()
-        .map(|u| r::UpgradeConfig {
-            upgrade_type: u.upgrade_type.clone(),
-            enabled: u.enabled.as_ref().map(|b| b.value),
+        .enumerate()
+        .map(|(i, u)| {
+            super::hcm::supported_upgrade(
+                &u.upgrade_type,
+                &at(path, &format!("upgrade_configs[{i}].upgrade_type")),
+                "route",
+            )?;
+            Ok(r::UpgradeConfig {
+                upgrade_type: u.upgrade_type.clone(),
+                enabled: u.enabled.as_ref().map(|b| b.value),
+            })
         })
-        .collect();
+        .collect::<Result<_, ConfigError>>()?;
     Ok(out)
 }
 

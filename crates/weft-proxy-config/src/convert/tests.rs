@@ -252,6 +252,42 @@ upgrade_configs: [{upgrade_type: websocket}]"#;
 }
 
 #[test]
+fn connect_upgrades_are_refused_at_both_levels() {
+    let e = err(
+        &http(
+            "          upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: CONNECT}]",
+            "",
+            "",
+            "",
+        ),
+        ErrorKind::Unsupported,
+        "upgrade \"CONNECT\"",
+    );
+    assert!(
+        e.to_string().contains("upgrade_configs[1].upgrade_type"),
+        "{e}"
+    );
+    let e = err(
+        &http(
+            "",
+            "                  upgrade_configs: [{upgrade_type: connect-udp}]",
+            "",
+            "",
+        ),
+        ErrorKind::Unsupported,
+        "weft does not terminate CONNECT tunnels",
+    );
+    assert!(e.to_string().contains("route.upgrade_configs[0]"), "{e}");
+    // WebSocket stays supported on the route.
+    ok(&http(
+        "",
+        "                  upgrade_configs: [{upgrade_type: websocket}]",
+        "",
+        "",
+    ));
+}
+
+#[test]
 fn http_filters_convert() {
     let filters = r#"- name: envoy.filters.http.fault
   typed_config:

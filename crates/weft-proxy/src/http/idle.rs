@@ -40,6 +40,8 @@ pub struct Activity {
     last_ms: AtomicU64,
     /// Whether the downstream request body has ended.
     request_complete: AtomicBool,
+    /// Whether reading the downstream request body failed (a malformed chunk, a reset).
+    request_failed: AtomicBool,
     /// Milliseconds from `start` to the end of the stream's max duration; `u64::MAX`: none.
     max_duration_ms: AtomicU64,
     /// Keeps the stream counted as active on its connection (connection idle timeout) for as
@@ -63,6 +65,7 @@ impl Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             request_complete: AtomicBool::new(request_complete),
+            request_failed: AtomicBool::new(false),
             max_duration_ms: AtomicU64::new(u64::MAX),
             _stream: stream,
         })
@@ -94,6 +97,16 @@ impl Activity {
 
     fn deadline(&self, idle: Duration) -> Instant {
         self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle
+    }
+
+    /// Whether the downstream request body has ended (an upgrade's never does).
+    pub fn request_complete(&self) -> bool {
+        self.request_complete.load(Ordering::Relaxed)
+    }
+
+    /// Whether reading the downstream request body failed.
+    pub fn request_failed(&self) -> bool {
+        self.request_failed.load(Ordering::Relaxed)
     }
 
     /// Status of the local reply when the timeout fires before the response started.
@@ -349,10 +362,15 @@ impl HttpBody for Tracked {
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.activity.touch();
-                if *this.marks_request && frame.is_none() {
-                    this.activity
-                        .request_complete
-                        .store(true, Ordering::Relaxed);
+                if *this.marks_request {
+                    match &frame {
+                        None => this
+                            .activity
+                            .request_complete
+                            .store(true, Ordering::Relaxed),
+                        Some(Err(_)) => this.activity.request_failed.store(true, Ordering::Relaxed),
+                        Some(Ok(_)) => {}
+                    }
                 }
                 *this.sleep = None;
                 Poll::Ready(frame)

@@ -16,9 +16,10 @@ use weft_proxy_config::model::{HttpConnectionManager, RouterFilter, ServerHeader
 use weft_proxy_lb::RandomSource;
 use weft_proxy_route::{HeaderFormatter, RequestView, RouteEntryAction, Routing};
 
+use super::HttpStats;
+use super::local_reply::{self, LocalReply};
 use super::path::{PathVerdict, normalize};
 use super::router::{self, RouterOutcome};
-use super::{HttpStats, local_reply};
 use crate::io::ConnectionAddrs;
 use crate::state::ProxyState;
 use crate::upstream::cluster::ThreadRng;
@@ -137,10 +138,10 @@ pub async fn handle(
         if req.version() == http::Version::HTTP_2 {
             return Err(StreamReset(text));
         }
+        let version = req.version();
         let mut resp = local_reply::reply(status, text);
         finish_response(&mut resp, &cx);
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        close_after(&mut resp, version);
         return Ok(resp);
     }
     Ok(handle_request(req, cx, stream).await)
@@ -190,7 +191,8 @@ async fn handle_request(
     let stats = cx.stats.clone();
     inc(&stats.downstream_rq_total);
     stats.downstream_rq_active.fetch_add(1, Ordering::Relaxed);
-    let http1 = req.version() != http::Version::HTTP_2;
+    let version = req.version();
+    let http1 = version != http::Version::HTTP_2;
     let grpc = local_reply::is_grpc_request(req.headers());
     let head = req.method() == http::Method::HEAD;
     let mut request_id = None;
@@ -202,7 +204,10 @@ async fn handle_request(
     let body: Body = Body::new(body.map_err(|e| -> BoxError { Box::new(e) }));
     // An HTTP/1.1 upgrade request never completes: Envoy's codec takes whatever follows its
     // headers as the stream's body, so its timeouts answer as for an unfinished request (408).
-    let upgrade = http1 && super::router::upgrade_type(&parts.headers).is_some_and(|t| t != "h2c");
+    // A CONNECT is one too, and hyper reads it as bodiless.
+    let upgrade = http1
+        && (parts.method == http::Method::CONNECT
+            || super::router::upgrade_type(&parts.headers).is_some_and(|t| t != "h2c"));
     let complete = !upgrade && hyper::body::Body::is_end_stream(&body);
     let activity = super::idle::Activity::for_stream(complete, Some(stream));
     activity.set_max_duration(super::duration::connection_manager_limit(
@@ -242,6 +247,11 @@ async fn handle_request(
             )
         }
     };
+    // A request body the codec could not read (a malformed chunk) fails the upstream request;
+    // Envoy's codec answers it as the client's error, not the upstream's.
+    if activity.request_failed() && resp.extensions().get::<LocalReply>().is_some() {
+        resp = local_reply::reply(400, "Bad Request");
+    }
     // `always_set_request_id_in_response`: the request's id, on local replies too.
     if let Some(id) = request_id {
         resp.headers_mut().insert(super::names::X_REQUEST_ID, id);
@@ -254,12 +264,37 @@ async fn handle_request(
     stats.downstream_rq_active.fetch_sub(1, Ordering::Relaxed);
     stats.record_status(resp.status().as_u16());
     finish_response(&mut resp, &cx);
-    // After the hop-by-hop strip in `finish_response`, which would remove it again.
-    if http1 && cx.draining.load(Ordering::Relaxed) {
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    // After the hop-by-hop strip in `finish_response`, which would remove it again. Envoy's
+    // HTTP/1 codec also closes a connection whose response ended before its request did: a
+    // local reply sent before the request body (or an upgrade's tunnel) was all read.
+    let early = !activity.request_complete() && resp.extensions().get::<LocalReply>().is_some();
+    if http1 && (early || cx.draining.load(Ordering::Relaxed)) {
+        close_after(&mut resp, version);
     }
     resp
+}
+
+/// Marks an HTTP/1 response as the connection's last (`connection: close`). An HTTP/1.0 peer
+/// is answered in HTTP/1.0 (hyper would append `keep-alive` to an HTTP/1.1 response to a
+/// peer that asked for it).
+fn close_after(resp: &mut Response<Body>, request_version: http::Version) {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if request_version == http::Version::HTTP_10 {
+        *resp.version_mut() = http::Version::HTTP_10;
+    }
+}
+
+/// The upgrade a request asks for, lowercased, as Envoy's connection manager reads it: an
+/// HTTP/1.1 `Upgrade` other than `h2c` (hyper's concern), or `connect` for a CONNECT.
+fn upgrade_kind(parts: &http::request::Parts) -> Option<String> {
+    if parts.method == http::Method::CONNECT {
+        return Some("connect".to_owned());
+    }
+    if parts.version == http::Version::HTTP_2 {
+        return None;
+    }
+    router::upgrade_type(&parts.headers).filter(|t| t != "h2c")
 }
 
 /// Routes and serves one request; `request_id` receives the request's `x-request-id` once the
@@ -300,14 +335,17 @@ async fn handle_inner(
     }
 
     // Path normalization, on a clone of the URI's path-and-query (it shares the URI's bytes):
-    // a path left as it is costs no copy.
+    // a path left as it is costs no copy. A CONNECT to an authority has no path at all, and
+    // then matches only `connect_matcher` routes.
     let original_pq = parts.uri.path_and_query().cloned();
+    let pathless = parts.method == http::Method::CONNECT && original_pq.is_none();
     let pq = match normalize(
         original_pq.as_ref().map_or("/", PathAndQuery::as_str),
         hcm.normalize_path,
         hcm.merge_slashes,
         hcm.escaped_slashes,
     ) {
+        _ if pathless => Cow::Borrowed(""),
         PathVerdict::Continue(p) => p,
         PathVerdict::Reject => return local_reply::reply(400, ""),
         PathVerdict::Redirect(p) => {
@@ -319,9 +357,10 @@ async fn handle_inner(
         }
     };
     // From here on the request's URI is origin-form: the normalized path-and-query.
-    if (matches!(pq, Cow::Owned(_))
-        || parts.uri.scheme().is_some()
-        || parts.uri.authority().is_some())
+    if !pathless
+        && (matches!(pq, Cow::Owned(_))
+            || parts.uri.scheme().is_some()
+            || parts.uri.authority().is_some())
         && let Ok(uri) = pq.parse()
     {
         parts.uri = uri;
@@ -360,7 +399,22 @@ async fn handle_inner(
         protocol: None,
         headers: &parts.headers,
     };
-    let matched = match routes.route_request(&view, random) {
+    let routing = routes.route_request(&view, random);
+    // An upgrade (CONNECT included) the matched route, or the connection manager for a route
+    // that does not forward, does not enable: Envoy's 403, before any route action.
+    if let (Some(routing), Some(kind)) = (&routing, upgrade_kind(&parts)) {
+        let target = match routing {
+            Routing::Route(m) => match m.action() {
+                RouteEntryAction::Route(target) => Some(target),
+                _ => None,
+            },
+            Routing::TlsRedirect { .. } => None,
+        };
+        if !super::router::upgrade_enabled(target, &hcm.upgrades, &kind) {
+            return local_reply::reply(403, "");
+        }
+    }
+    let matched = match routing {
         Some(Routing::Route(m)) => m,
         Some(Routing::TlsRedirect { location, .. }) => {
             // The virtual host's `require_tls`: Envoy's `SslRedirectRoute` answers 301 with the

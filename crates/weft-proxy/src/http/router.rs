@@ -97,8 +97,10 @@ pub async fn forward(
     };
     outcome.cluster = Some(cluster_name);
 
-    if let Some(kind) = upgrade_type(&parts.headers) {
-        return upgrade(target, &kind, parts, body, ds, &cluster, outcome).await;
+    // The connection manager has checked that the route enables it (`upgrade_enabled`); an
+    // `h2c` upgrade is not one (Envoy's codec drops it and serves the request).
+    if upgrade_type(&parts.headers).is_some_and(|t| t != "h2c") {
+        return upgrade(target, parts, body, ds, &cluster, outcome).await;
     }
     strip_hop_by_hop(&mut parts.headers, false);
     let timeout = route_timeout(target, &parts.headers);
@@ -209,34 +211,28 @@ pub(crate) fn upgrade_type(headers: &HeaderMap) -> Option<String> {
         .map(str::to_ascii_lowercase)
 }
 
-/// Forwards an upgrade request (WebSocket and the like) when the connection manager or the route
-/// enables its type: HTTP/1.1 upstream, no retries; on `101` both connections are spliced
-/// ([`super::tunnel`]). A type that is not enabled gets Envoy's 403. The stream idle timeout
+/// Whether upgrade `kind` (lowercased) is enabled for a request: by the route's
+/// `upgrade_configs` when it names the type, else by the connection manager's. A route that
+/// does not forward (`target` `None`: a direct response, a redirect) has only the latter.
+pub(crate) fn upgrade_enabled(target: Option<&RouteTarget>, hcm: &[String], kind: &str) -> bool {
+    target
+        .and_then(|t| t.upgrade_configs.iter().find(|(t, _)| t == kind))
+        .map(|(_, enabled)| *enabled)
+        .unwrap_or_else(|| hcm.iter().any(|u| u.eq_ignore_ascii_case(kind)))
+}
+
+/// Forwards an upgrade request (WebSocket and the like) the route enables: HTTP/1.1 upstream,
+/// no retries; on `101` both connections are spliced ([`super::tunnel`]). The stream idle timeout
 /// covers the wait for the upstream's answer and then the tunnel, as the connection manager's
 /// `max_stream_duration` does.
 async fn upgrade(
     target: &RouteTarget,
-    kind: &str,
     mut parts: http::request::Parts,
     body: Body,
     ds: &Downstream<'_>,
     cluster: &Arc<ClusterRuntime>,
     outcome: &mut RouterOutcome,
 ) -> Response<Body> {
-    let route_says = target
-        .upgrade_configs
-        .iter()
-        .find(|(t, _)| t == kind)
-        .map(|(_, enabled)| *enabled);
-    let hcm_says = ds
-        .conn
-        .hcm
-        .upgrades
-        .iter()
-        .any(|u| u.eq_ignore_ascii_case(kind));
-    if !route_says.unwrap_or(hcm_says) {
-        return local_reply::reply(403, "");
-    }
     strip_hop_by_hop(&mut parts.headers, true);
     let downstream = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let host = match cluster.pick(None, &[], 1) {
