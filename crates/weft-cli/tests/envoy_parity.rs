@@ -231,7 +231,7 @@ fn one() -> u32 {
 }
 
 /// What a client and the upstreams observed for one request, with volatile values removed.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct Observation {
     status: u16,
     body: Option<String>,
@@ -477,13 +477,8 @@ fn summarize(resp: Result<TestResponse, String>, case: &Case) -> Observation {
             // Errors carry addresses and ports; only whether it failed is comparable.
             let kind = e.split(':').next().unwrap_or_default().to_owned();
             return Observation {
-                status: 0,
                 body: Some(format!("client error ({kind})")),
-                headers: BTreeMap::new(),
-                served_by: None,
-                slow: None,
-                upstreams: BTreeMap::new(),
-                affinity: None,
+                ..Observation::default()
             };
         }
     };
@@ -673,15 +668,7 @@ async fn websocket_session(side: &Side, case: &Case) -> Observation {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str().expect("header values are text")))
         .collect();
-    let mut obs = Observation {
-        status: 0,
-        body: None,
-        headers: BTreeMap::new(),
-        served_by: None,
-        slow: None,
-        upstreams: BTreeMap::new(),
-        affinity: None,
-    };
+    let mut obs = Observation::default();
     let mut ws =
         match WebSocketClient::connect_with(addr, None, &case.host, &case.path, &headers).await {
             Ok(ws) => ws,
@@ -755,15 +742,7 @@ async fn echo(ws: &mut WebSocketClient, text: &str) -> bool {
 /// Plays `steps` on one connection to `addr` and reads until it closes (at most 5 s).
 async fn raw_session(addr: SocketAddr, steps: &[RawStep]) -> Observation {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut obs = Observation {
-        status: 0,
-        body: None,
-        headers: BTreeMap::new(),
-        served_by: None,
-        slow: None,
-        upstreams: BTreeMap::new(),
-        affinity: None,
-    };
+    let mut obs = Observation::default();
     let mut sock = match tokio::net::TcpStream::connect(addr).await {
         Ok(s) => s,
         Err(_) => {
@@ -841,13 +820,8 @@ async fn observe(side: &Side, case: &Case, ups: &Upstreams) -> Vec<Observation> 
             .await
             .unwrap_or_else(|e| format!("client error: {}", e.to_string().contains("within")));
         return vec![Observation {
-            status: 0,
-            body: None,
-            headers: BTreeMap::new(),
             served_by: Some(line),
-            slow: None,
-            upstreams: BTreeMap::new(),
-            affinity: None,
+            ..Observation::default()
         }];
     }
     let mut out = Vec::new();

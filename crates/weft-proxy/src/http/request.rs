@@ -84,6 +84,8 @@ pub struct Downstream<'a> {
     pub query: Option<&'a str>,
     /// `include_request_attempt_count` of the matched virtual host.
     pub vhost_attempt_count: bool,
+    /// The request asks for an upgrade the route enables (checked by the connection manager).
+    pub upgrade: bool,
     /// The route's `auto_host_rewrite`: the host becomes the picked endpoint's hostname, if it
     /// has one (with `append_x_forwarded_host`, the original host is appended first).
     pub auto_host_rewrite: Option<AutoHostRewrite>,
@@ -205,15 +207,13 @@ async fn handle_request(
     // An HTTP/1.1 upgrade request never completes: Envoy's codec takes whatever follows its
     // headers as the stream's body, so its timeouts answer as for an unfinished request (408).
     // A CONNECT is one too, and hyper reads it as bodiless.
-    let upgrade = http1
-        && (parts.method == http::Method::CONNECT
-            || super::router::upgrade_type(&parts.headers).is_some_and(|t| t != "h2c"));
-    let complete = !upgrade && hyper::body::Body::is_end_stream(&body);
+    let upgrade = upgrade_kind(&parts);
+    let complete = !(http1 && upgrade.is_some()) && hyper::body::Body::is_end_stream(&body);
     let activity = super::idle::Activity::for_stream(complete, Some(stream));
     activity.set_max_duration(super::duration::connection_manager_limit(
         cx.hcm.max_stream_duration,
     ));
-    let body = if upgrade {
+    let body = if http1 && upgrade.is_some() {
         body
     } else {
         activity.request_body(body)
@@ -222,6 +222,7 @@ async fn handle_request(
         Request::from_parts(parts, body),
         &cx,
         &activity,
+        upgrade,
         &mut request_id,
     );
     let inner = activity.within_request_timeout(cx.hcm.request_timeout, inner);
@@ -297,12 +298,14 @@ fn upgrade_kind(parts: &http::request::Parts) -> Option<String> {
     router::upgrade_type(&parts.headers).filter(|t| t != "h2c")
 }
 
-/// Routes and serves one request; `request_id` receives the request's `x-request-id` once the
-/// connection manager has set it, when the response is to carry it.
+/// Routes and serves one request (`upgrade`: the upgrade it asks for, see [`upgrade_kind`]);
+/// `request_id` receives the request's `x-request-id` once the connection manager has set it,
+/// when the response is to carry it.
 async fn handle_inner(
     req: Request<Body>,
     cx: &ConnContext,
     activity: &Arc<super::idle::Activity>,
+    upgrade: Option<String>,
     request_id: &mut Option<HeaderValue>,
 ) -> Response<Body> {
     let hcm = &cx.hcm;
@@ -402,7 +405,7 @@ async fn handle_inner(
     let routing = routes.route_request(&view, random);
     // An upgrade (CONNECT included) the matched route, or the connection manager for a route
     // that does not forward, does not enable: Envoy's 403, before any route action.
-    if let (Some(routing), Some(kind)) = (&routing, upgrade_kind(&parts)) {
+    if let (Some(routing), Some(kind)) = (&routing, &upgrade) {
         let target = match routing {
             Routing::Route(m) => match m.action() {
                 RouteEntryAction::Route(target) => Some(target),
@@ -410,7 +413,7 @@ async fn handle_inner(
             },
             Routing::TlsRedirect { .. } => None,
         };
-        if !super::router::upgrade_enabled(target, &hcm.upgrades, &kind) {
+        if !super::router::upgrade_enabled(target, &hcm.upgrades, kind) {
             return local_reply::reply(403, "");
         }
     }
@@ -533,6 +536,7 @@ async fn handle_inner(
                 activity,
                 query: pq.split_once('?').map(|(_, q)| q),
                 vhost_attempt_count: matched.virtual_host().include_request_attempt_count(),
+                upgrade: upgrade.is_some(),
                 auto_host_rewrite: matches!(
                     target.host_rewrite,
                     Some(weft_proxy_route::HostRewriteTarget::Auto)

@@ -97,9 +97,8 @@ pub async fn forward(
     };
     outcome.cluster = Some(cluster_name);
 
-    // The connection manager has checked that the route enables it (`upgrade_enabled`); an
-    // `h2c` upgrade is not one (Envoy's codec drops it and serves the request).
-    if upgrade_type(&parts.headers).is_some_and(|t| t != "h2c") {
+    // The connection manager has checked that the route enables it (`upgrade_enabled`).
+    if ds.upgrade {
         return upgrade(target, parts, body, ds, &cluster, outcome).await;
     }
     strip_hop_by_hop(&mut parts.headers, false);
